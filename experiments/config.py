@@ -1,0 +1,61 @@
+"""Finding and parsing gin files, and building the experiment root.
+
+Experiment files include shared pieces by package path
+(`include 'gin_configs/common/training.gin'`), which gin resolves through the
+Python path, so they work from any directory and from an installed package.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import gin
+
+import gin_configs
+
+CONFIG_DIR = os.path.dirname(os.path.abspath(gin_configs.__file__))
+
+
+class ConfigError(Exception):
+    """A bad gin file, binding or setting; its message is meant for the user."""
+
+
+def resolve(gin_file: str) -> str:
+    """The path of `gin_file`, as given or found under gin_configs/."""
+    for candidate in (gin_file, os.path.join(CONFIG_DIR, gin_file)):
+        if os.path.isfile(candidate):
+            return candidate
+    raise ConfigError(f'gin file not found: {gin_file!r} (looked in the '
+                      f'current directory and in {CONFIG_DIR})')
+
+
+def experiment_name(gin_files: Sequence[str]) -> str:
+    """`reformer_copy` for `--gin_file=reformer_copy.gin`."""
+    return os.path.splitext(os.path.basename(gin_files[0]))[0]
+
+
+def _one_line(error: Exception) -> str:
+    """gin appends where an error happened on extra lines; keep both, joined."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return ' '.join(lines) or type(error).__name__
+
+
+def parse(gin_files: Sequence[str], gin_params: Sequence[str] = ()) -> None:
+    """Parses the files, then the bindings."""
+    if not gin_files:
+        raise ConfigError('give at least one --gin_file')
+    paths = [resolve(f) for f in gin_files]
+    try:
+        gin.parse_config_files_and_bindings(paths, gin_params)
+    except (ValueError, TypeError, KeyError, SyntaxError, ImportError,
+            OSError) as e:
+        raise ConfigError(_one_line(e)) from e
+
+
+def build_experiment():
+    """Calls the gin-configured root; every setting is validated here."""
+    from experiments import training  # noqa: F401  (registers the root)
+    try:
+        return gin.get_configurable('experiments.Experiment')()
+    except (ValueError, TypeError) as e:
+        raise ConfigError(_one_line(e)) from e

@@ -1,0 +1,253 @@
+"""The training root: one experiment, bound to trax's accelerated Trainer.
+
+`Experiment` is the single gin-configurable root (registered as
+`experiments.Experiment`); it validates everything it is given on
+construction, so `--dry_run` and a real run reject the same mistakes before
+anything compiles. `train` runs it: seeded data and RNG per step, periodic
+evaluation, TensorBoard summaries, atomic checkpoints and resumption.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Callable
+
+from experiments import trax_bridge  # noqa: F401  (must precede trax)
+import gin
+import jax
+import numpy as np
+import trax
+from trax import layers as tl
+from trax import shapes
+
+from experiments import checkpoints
+from experiments.summaries import SummaryWriter
+from models.language_models import _LanguageModel
+from tasks import SequenceTask
+
+METRIC_NAMES = ('loss', 'accuracy', 'sequence_accuracy')
+
+
+def _metric_layers():
+    """Loss and metrics over (logits, targets, weights), in METRIC_NAMES order."""
+    return [tl.WeightedCategoryCrossEntropy(), tl.WeightedCategoryAccuracy(),
+            tl.SequenceAccuracy()]
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything a training run needs; see gin_configs/common/ for defaults.
+
+    optimizer: a trax optimizer class (gin: `@trax.optimizers.Adafactor`).
+    lr_schedule: step -> learning rate (gin: `@multifactor()`); None keeps the
+      optimizer's own learning rate.
+    eval_every / checkpoint_every: cadence in steps; the last step always
+      evaluates and checkpoints.
+    n_devices: data-parallel devices; None uses every local device.
+    """
+
+    task: SequenceTask
+    model: _LanguageModel
+    n_steps: int
+    optimizer: Callable[[], trax.optimizers.Optimizer] = trax.optimizers.Adam
+    lr_schedule: Callable[[int], float] | None = None
+    eval_every: int = 100
+    n_eval_batches: int = 4
+    checkpoint_every: int = 500
+    seed: int = 0
+    n_devices: int | None = None
+
+    def __post_init__(self):
+        for field in ('n_steps', 'eval_every', 'n_eval_batches',
+                      'checkpoint_every'):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f'Experiment.{field} must be a positive int, '
+                                 f'got {value!r}')
+        if not isinstance(self.task, SequenceTask):
+            raise ValueError('Experiment.task must be a task such as '
+                             f'@tasks.copy(), got {self.task!r}')
+        if not isinstance(self.model, _LanguageModel):
+            raise ValueError('Experiment.model must be a model such as '
+                             f'@models.ReformerLM(), got {self.model!r}')
+        self.model.check(self.task.length, self.task.vocab_size)
+        n_devices = self.resolved_n_devices()
+        if self.task.batch_size % n_devices:
+            raise ValueError(
+                f'batch size {self.task.batch_size} is not divisible by the '
+                f'{n_devices} devices used for data parallelism')
+
+    def resolved_n_devices(self) -> int:
+        available = jax.local_device_count()
+        if self.n_devices is None:
+            return available
+        if not 1 <= self.n_devices <= available:
+            raise ValueError(f'Experiment.n_devices={self.n_devices!r}, but '
+                             f'{available} local device(s) are available')
+        return self.n_devices
+
+
+def _progress_line(step: int, n_steps: int, train: dict, evals: dict,
+                   steps_per_second: float) -> str:
+    return (f'step {step:>{len(str(n_steps))}}/{n_steps} | '
+            f'train loss {train["loss"]:.4f} acc {train["accuracy"]:.4f} | '
+            f'eval loss {evals["loss"]:.4f} acc {evals["accuracy"]:.4f} '
+            f'seq_acc {evals["sequence_accuracy"]:.4f} | '
+            f'{steps_per_second:.1f} steps/s')
+
+
+class _Run:
+    """The state of one training run: model, trainer, evaluator, writers."""
+
+    def __init__(self, experiment: Experiment, output_dir: str):
+        self.exp = experiment
+        self.output_dir = output_dir
+        self.n_devices = experiment.resolved_n_devices()
+        task = experiment.task
+        # Separate keys for init, eval and training; a step's key depends only
+        # on the step, so a resumed run draws exactly the same numbers.
+        self._init_rng, self._eval_rng, self._train_rng = jax.random.split(
+            jax.random.PRNGKey(experiment.seed), 3)
+        sample = task.batch('train', 0)
+        signature = shapes.signature(sample)
+
+        model_with_loss = tl.Serial(experiment.model('train'),
+                                    tl.WeightedCategoryCrossEntropy())
+        model_with_loss.init(signature, rng=self._init_rng)
+        optimizer = experiment.optimizer()
+        optimizer.tree_init(model_with_loss.weights)
+
+        self.step = 0
+        restored = checkpoints.load(output_dir)
+        if restored is not None:
+            self.step = restored['step']
+            model_with_loss.weights = restored['weights']
+            model_with_loss.state = restored['state']
+            optimizer.slots = restored['slots']
+        self.trainer = trax.optimizers.Trainer(
+            model_with_loss, optimizer, n_devices=self.n_devices)
+
+        model_with_metrics = tl.Serial(experiment.model('eval'),
+                                       tl.Branch(*_metric_layers()))
+        model_with_metrics.init(signature, rng=self._init_rng)
+        self._metrics_fn = tl.jit_forward(model_with_metrics.pure_fn,
+                                          self.n_devices)
+        self._metrics_weights = tl.for_n_devices(
+            model_with_metrics.weights[1], self.n_devices)
+        self._metrics_state = tl.for_n_devices(
+            model_with_metrics.state[1], self.n_devices)
+
+    def metrics(self, batches) -> dict[str, float]:
+        """Loss and metrics (eval mode, current weights) averaged over batches."""
+        accelerated = self.trainer.accelerated_model_with_loss
+        weights = (accelerated.weights[0], self._metrics_weights)
+        state = (accelerated.state[0], self._metrics_state)
+        totals = np.zeros(len(METRIC_NAMES))
+        n = 0
+        for batch in batches:
+            values, _ = self._metrics_fn(batch, weights, state,
+                                         self._eval_rng)
+            totals += np.asarray(values, dtype=np.float64)
+            n += 1
+        return dict(zip(METRIC_NAMES, totals / n))
+
+    def evaluate(self) -> dict[str, float]:
+        stream = self.exp.task.stream('eval')
+        return self.metrics(next(stream) for _ in range(self.exp.n_eval_batches))
+
+    def learning_rate(self, step: int) -> float | None:
+        schedule = self.exp.lr_schedule
+        return None if schedule is None else float(schedule(step))
+
+    def train_step(self, batch) -> jax.Array:
+        self.step += 1
+        loss, _ = self.trainer.one_step(
+            batch, jax.random.fold_in(self._train_rng, self.step), step=self.step,
+            learning_rate=self.learning_rate(self.step))
+        return loss
+
+    def save(self) -> None:
+        model_with_loss = self.trainer.model_with_loss
+        checkpoints.save(self.output_dir, self.step,
+                         weights=model_with_loss.weights,
+                         state=model_with_loss.state,
+                         slots=self.trainer.slots)
+
+
+def _markdown_config(config: str) -> str:
+    """Gin config as a TensorBoard text block (indented = verbatim)."""
+    return '\n'.join('    ' + line for line in config.splitlines())
+
+
+def train(experiment: Experiment, output_dir: str,
+          log: Callable[[str], None] = print) -> dict[str, float]:
+    """Trains (or resumes) `experiment` in `output_dir`; returns final eval metrics.
+
+    Writes output_dir/config.gin (the full config) at start,
+    output_dir/operative_config.gin, TensorBoard events under train/ and eval/,
+    and checkpoints under checkpoints/.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, 'config.gin'), 'w') as f:
+        f.write(gin.config_str())
+    run = _Run(experiment, output_dir)
+    exp = experiment
+    operative = gin.operative_config_str()
+    with open(os.path.join(output_dir, 'operative_config.gin'), 'w') as f:
+        f.write(operative)
+
+    if run.step >= exp.n_steps:
+        log(f'{output_dir} already holds a checkpoint at step {run.step} '
+            f'(n_steps={exp.n_steps}); evaluating it.')
+        return run.evaluate()
+    if run.step:
+        log(f'Resuming from the checkpoint at step {run.step}.')
+    log(f'Training {type(exp.model).__name__} on {exp.task.name} '
+        f'(length {exp.task.length}, batch {exp.task.batch_size}) for '
+        f'{exp.n_steps} steps on {run.n_devices} device(s); '
+        f'writing to {output_dir}')
+
+    train_writer = SummaryWriter(os.path.join(output_dir, 'train'))
+    eval_writer = SummaryWriter(os.path.join(output_dir, 'eval'))
+    train_writer.text(run.step, 'config/operative', _markdown_config(operative))
+    evals = {}
+    try:
+        stream = exp.task.stream('train', start=run.step)
+        losses, interval_start, interval_time = [], run.step, 0.0
+        while run.step < exp.n_steps:
+            batch = next(stream)
+            tick = time.perf_counter()
+            losses.append(run.train_step(batch))
+            last = run.step == exp.n_steps
+            if run.step % exp.eval_every == 0 or last:
+                losses = [float(x) for x in losses]  # waits for the device
+                interval_time += time.perf_counter() - tick
+                steps_per_second = (run.step - interval_start) / interval_time
+                train_metrics = run.metrics([batch])
+                train_metrics['loss'] = float(np.mean(losses))
+                evals = run.evaluate()
+                train_writer.scalars(run.step, {
+                    **{f'metrics/{k}': v for k, v in train_metrics.items()},
+                    'training/learning_rate': run.learning_rate(run.step) or 0.0,
+                    'training/steps_per_second': steps_per_second})
+                eval_writer.scalars(
+                    run.step, {f'metrics/{k}': v for k, v in evals.items()})
+                train_writer.flush()
+                eval_writer.flush()
+                log(_progress_line(run.step, exp.n_steps, train_metrics,
+                                   evals, steps_per_second))
+                losses, interval_start, interval_time = [], run.step, 0.0
+            else:
+                interval_time += time.perf_counter() - tick
+            if run.step % exp.checkpoint_every == 0 or last:
+                run.save()
+    finally:
+        train_writer.close()
+        eval_writer.close()
+    log('Final eval: ' + ', '.join(f'{k} {v:.4f}' for k, v in evals.items()))
+    return evals
+
+
+# The gin root: experiment files bind `experiments.Experiment.<field>`.
+gin.external_configurable(Experiment, module='experiments')

@@ -1,0 +1,15 @@
+"""Model specs, registered with gin under the `models` module.
+
+Gin files select them as `models.TransformerLM` / `models.ReformerLM`; the full
+selector keeps gin from matching trax's own `trax.models.*` of the same name.
+"""
+import gin
+
+from models.language_models import (ATTENTION_TYPES, ModelConfigError,
+                                    ReformerLM, TransformerLM)
+
+for _spec in (TransformerLM, ReformerLM):
+    gin.external_configurable(_spec, module='models')
+
+__all__ = ['ATTENTION_TYPES', 'ModelConfigError', 'ReformerLM',
+           'TransformerLM']

@@ -7,6 +7,7 @@ Python path, so they work from any directory and from an installed package.
 from __future__ import annotations
 
 import os
+import re
 from typing import Sequence
 
 import gin
@@ -35,8 +36,10 @@ def experiment_name(gin_files: Sequence[str]) -> str:
 
 
 def _one_line(error: Exception) -> str:
-    """gin appends where an error happened on extra lines; keep both, joined."""
+    """One line from a gin error: the cause, then where gin says it happened."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    # gin appends "In call to configurable 'x' (<function x at 0x...>)".
+    lines = [re.sub(r' \(<[^>]*>\)', '', line) for line in lines]
     return ' '.join(lines) or type(error).__name__
 
 
@@ -45,11 +48,18 @@ def parse(gin_files: Sequence[str], gin_params: Sequence[str] = ()) -> None:
     if not gin_files:
         raise ConfigError('give at least one --gin_file')
     paths = [resolve(f) for f in gin_files]
+    errors = (ValueError, TypeError, KeyError, SyntaxError, ImportError,
+              OSError)
     try:
-        gin.parse_config_files_and_bindings(paths, gin_params)
-    except (ValueError, TypeError, KeyError, SyntaxError, ImportError,
-            OSError) as e:
+        gin.parse_config_files_and_bindings(paths, None, finalize_config=False)
+    except errors as e:
         raise ConfigError(_one_line(e)) from e
+    # One at a time, so an error names the binding it comes from.
+    for binding in gin_params:
+        try:
+            gin.parse_config(binding)
+        except errors as e:
+            raise ConfigError(f'--gin_param={binding!r}: {_one_line(e)}') from e
 
 
 def build_experiment():

@@ -59,5 +59,10 @@ def main(argv):
                _DRY_RUN.value)
 
 
-if __name__ == '__main__':
+def console():
+    """The `seq-lab-train` console script."""
     app.run(main)
+
+
+if __name__ == '__main__':
+    console()

@@ -31,3 +31,24 @@ class SummaryWriter:
 
     def close(self) -> None:
         self._writer.close()
+
+
+def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in `logdir`'s event files: {tag: [(step, value), ...]}.
+
+    Keeps all points (the accumulator samples by default) in step order.
+    """
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    accumulator = event_accumulator.EventAccumulator(
+        logdir, size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    scalars = {}
+    for tag in accumulator.Tags()[event_accumulator.TENSORS]:
+        events = accumulator.Tensors(tag)
+        values = [tensor_util.make_ndarray(e.tensor_proto) for e in events]
+        if all(v.ndim == 0 and v.dtype.kind == 'f' for v in values):
+            scalars[tag] = sorted((e.step, float(v))
+                                  for e, v in zip(events, values))
+    return scalars

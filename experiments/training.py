@@ -97,7 +97,7 @@ def _progress_line(step: int, n_steps: int, train: dict, evals: dict,
             f'{steps_per_second:.1f} steps/s')
 
 
-class _Run:
+class TrainingRun:
     """The state of one training run: model, trainer, evaluator, writers."""
 
     def __init__(self, experiment: Experiment, output_dir: str):
@@ -191,7 +191,7 @@ def train(experiment: Experiment, output_dir: str,
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, 'config.gin'), 'w') as f:
         f.write(gin.config_str())
-    run = _Run(experiment, output_dir)
+    run = TrainingRun(experiment, output_dir)
     exp = experiment
     operative = gin.operative_config_str()
     with open(os.path.join(output_dir, 'operative_config.gin'), 'w') as f:

@@ -187,26 +187,52 @@ def _trax_stop_gradient_scalars() -> None:
     JAX_BACKEND['stop_gradient'] = stop_gradient_keep_scalars
 
 
+def _host_uncommitted(x):
+    """Concrete jax arrays in ``x`` -> numpy (host memory, no device pin)."""
+    def to_host(y):
+        if isinstance(y, jax.Array) and not isinstance(y, jax.core.Tracer):
+            return np.asarray(y)
+        return y
+    return jax.tree_util.tree_map(to_host, x)
+
+
 def _trax_on_cpu_uncommitted() -> None:
-    # Symptom: n_devices > 1: "Sharding passed to jit does not match" — slots
-    # that tl.on_cpu committed to cpu:0 are refused by pmap, which no longer
-    # moves committed arrays. Host numpy arrays are still in CPU memory but
-    # uncommitted, so jit/pmap place them like the old JAX did.
+    # Symptom: n_devices > 1: pmap raises "Sharding passed to jit does not
+    # match" for optimizer slots that tl.on_cpu committed to cpu:0 (pmap no
+    # longer moves committed arrays). Host numpy arrays are still in CPU
+    # memory but uncommitted, so jit/pmap place them as the old JAX did.
     import trax.layers
+    from trax import fastmath
     from trax.layers import acceleration
     if getattr(acceleration.on_cpu, '_bridged', False):
         return
-    from trax import fastmath
 
     def on_cpu(x):
-        """Puts ``x`` in CPU (host) memory in JAX, uncommitted to a device."""
+        """Puts ``x`` in CPU (host) memory, uncommitted to any device."""
         if not fastmath.is_backend(fastmath.Backend.JAX):
             return x
-        return fastmath.nested_map(
-            lambda y: np.asarray(y) if isinstance(y, jax.Array) else y, x)
+        return _host_uncommitted(x)
     on_cpu._bridged = True
     acceleration.on_cpu = on_cpu
     trax.layers.on_cpu = on_cpu
+
+
+def _trax_reshape_by_device_uncommitted() -> None:
+    # Symptom: n_devices > 1: autoregressive_sample fails at its 2nd token
+    # with "Sharding passed to jit does not match": the fed-back sample is a
+    # committed, replicated pmap result. Hand pmap an uncommitted copy.
+    import trax.layers
+    from trax.layers import acceleration
+    original = acceleration.reshape_by_device
+    if getattr(original, '_bridged', False):
+        return
+
+    def reshape_by_device(x, n_devices, pure_np=False):
+        return _host_uncommitted(original(x, n_devices, pure_np=pure_np))
+    reshape_by_device._bridged = True
+    reshape_by_device.__doc__ = original.__doc__
+    acceleration.reshape_by_device = reshape_by_device  # used by jit_forward
+    trax.layers.reshape_by_device = reshape_by_device
 
 
 # ---------------------------------------------------------------- apply ----
@@ -224,6 +250,7 @@ _TRAX_PATCHES = (
     _trax_cond_keywords,
     _trax_stop_gradient_scalars,
     _trax_on_cpu_uncommitted,
+    _trax_reshape_by_device_uncommitted,
 )
 
 

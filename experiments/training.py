@@ -165,7 +165,8 @@ class TrainingRun:
         loss, _ = self.trainer.one_step(
             batch, jax.random.fold_in(self._train_rng, self.step), step=self.step,
             learning_rate=self.learning_rate(self.step))
-        return loss
+        # With several devices each reports the loss on its share of the batch.
+        return loss if self.n_devices == 1 else jax.numpy.mean(loss)
 
     def save(self) -> None:
         model_with_loss = self.trainer.model_with_loss

@@ -98,7 +98,7 @@ def _progress_line(step: int, n_steps: int, train: dict, evals: dict,
 
 
 class TrainingRun:
-    """The state of one training run: model, trainer, evaluator, writers."""
+    """One run's model, trax Trainer and evaluator, restored if checkpointed."""
 
     def __init__(self, experiment: Experiment, output_dir: str):
         self.exp = experiment
@@ -163,8 +163,8 @@ class TrainingRun:
     def train_step(self, batch) -> jax.Array:
         self.step += 1
         loss, _ = self.trainer.one_step(
-            batch, jax.random.fold_in(self._train_rng, self.step), step=self.step,
-            learning_rate=self.learning_rate(self.step))
+            batch, jax.random.fold_in(self._train_rng, self.step),
+            step=self.step, learning_rate=self.learning_rate(self.step))
         # With several devices each reports the loss on its share of the batch.
         return loss if self.n_devices == 1 else jax.numpy.mean(loss)
 
@@ -174,6 +174,10 @@ class TrainingRun:
                          weights=model_with_loss.weights,
                          state=model_with_loss.state,
                          slots=self.trainer.slots)
+
+
+def _final_line(evals: dict[str, float]) -> str:
+    return 'Final eval: ' + ', '.join(f'{k} {v:.4f}' for k, v in evals.items())
 
 
 def _markdown_config(config: str) -> str:
@@ -201,7 +205,9 @@ def train(experiment: Experiment, output_dir: str,
     if run.step >= exp.n_steps:
         log(f'{output_dir} already holds a checkpoint at step {run.step} '
             f'(n_steps={exp.n_steps}); evaluating it.')
-        return run.evaluate()
+        evals = run.evaluate()
+        log(_final_line(evals))
+        return evals
     if run.step:
         log(f'Resuming from the checkpoint at step {run.step}.')
     log(f'Training {type(exp.model).__name__} on {exp.task.name} '
@@ -215,18 +221,17 @@ def train(experiment: Experiment, output_dir: str,
     evals = {}
     try:
         stream = exp.task.stream('train', start=run.step)
-        losses, interval_start, interval_time = [], run.step, 0.0
+        losses, start_step, start_time = [], run.step, time.perf_counter()
         while run.step < exp.n_steps:
             batch = next(stream)
-            tick = time.perf_counter()
             losses.append(run.train_step(batch))
             last = run.step == exp.n_steps
-            if run.step % exp.eval_every == 0 or last:
-                losses = [float(x) for x in losses]  # waits for the device
-                interval_time += time.perf_counter() - tick
-                steps_per_second = (run.step - interval_start) / interval_time
-                train_metrics = run.metrics([batch])
-                train_metrics['loss'] = float(np.mean(losses))
+            evaluate_now = run.step % exp.eval_every == 0 or last
+            if evaluate_now:
+                train_loss = np.mean([float(x) for x in losses])  # syncs
+                steps_per_second = (run.step - start_step) / (
+                    time.perf_counter() - start_time)
+                train_metrics = {**run.metrics([batch]), 'loss': train_loss}
                 evals = run.evaluate()
                 train_writer.scalars(run.step, {
                     **{f'metrics/{k}': v for k, v in train_metrics.items()},
@@ -238,15 +243,14 @@ def train(experiment: Experiment, output_dir: str,
                 eval_writer.flush()
                 log(_progress_line(run.step, exp.n_steps, train_metrics,
                                    evals, steps_per_second))
-                losses, interval_start, interval_time = [], run.step, 0.0
-            else:
-                interval_time += time.perf_counter() - tick
             if run.step % exp.checkpoint_every == 0 or last:
                 run.save()
+            if evaluate_now:  # steps/s counts training only
+                losses, start_step, start_time = [], run.step, time.perf_counter()
     finally:
         train_writer.close()
         eval_writer.close()
-    log('Final eval: ' + ', '.join(f'{k} {v:.4f}' for k, v in evals.items()))
+    log(_final_line(evals))
     return evals
 
 

@@ -217,6 +217,25 @@ def _trax_on_cpu_uncommitted() -> None:
     trax.layers.on_cpu = on_cpu
 
 
+def _trax_cpu_jit_uncommitted() -> None:
+    # Symptom: use_memory_efficient_trainer with n_devices > 1: "Sharding
+    # passed to jit does not match" for the per-device rngs that
+    # ReversibleSerialTrainer makes with jit(backend='cpu') (committed to
+    # cpu:0). Return such results as uncommitted host arrays, like on_cpu.
+    from trax.fastmath.jax import JAX_BACKEND
+    jit = JAX_BACKEND['jit']
+    if getattr(jit, '_bridged', False):
+        return
+
+    def jit_cpu_results_uncommitted(*args, **kwargs):
+        jitted = jit(*args, **kwargs)
+        if kwargs.get('backend') != 'cpu':
+            return jitted
+        return lambda *a, **kw: _host_uncommitted(jitted(*a, **kw))
+    jit_cpu_results_uncommitted._bridged = True
+    JAX_BACKEND['jit'] = jit_cpu_results_uncommitted
+
+
 def _trax_reshape_by_device_uncommitted() -> None:
     # Symptom: n_devices > 1: autoregressive_sample fails at its 2nd token
     # with "Sharding passed to jit does not match": the fed-back sample is a
@@ -250,6 +269,7 @@ _TRAX_PATCHES = (
     _trax_cond_keywords,
     _trax_stop_gradient_scalars,
     _trax_on_cpu_uncommitted,
+    _trax_cpu_jit_uncommitted,
     _trax_reshape_by_device_uncommitted,
 )
 

@@ -34,7 +34,13 @@ _NO_TESTDATA = ('needs a pretrained checkpoint from trax/supervised/testdata/,'
 _NO_GIN_CONFIG = ('needs trax/supervised/configs/*.gin and a pretrained'
                   ' Terraformer checkpoint, not shipped in the 1.4.1 wheel;'
                   ' we do not use Terraformer')
+_NUMPY2_RAGGED = ('its last check, np.testing.assert_array_equal(slots1,'
+                  ' slots2), packs ragged per-weight slot tuples into one'
+                  ' array, which NumPy >= 1.24 refuses; the restore it checks'
+                  ' works (tests/test_trax_upstream.py resumes a Loop)')
 UPSTREAM_XFAILS = {
+    'trax.supervised.training_test::TrainingTest::'
+    'test_train_save_restore_dense': _NUMPY2_RAGGED,
     'trax.supervised.decoding_test::DecodingTest::'
     'test_autoregressive_sample_reformerlm_lsh_quality': _NO_TESTDATA,
     'trax.supervised.decoding_test::DecodingTest::'
@@ -53,9 +59,27 @@ UPSTREAM_XFAILS = {
 }
 
 
+# Deselected by default (run them with --trax-all): each passes its asserts
+# at once but leaves minutes of asynchronously dispatched XLA work (a
+# tl.Chunk of Dense(2**20) layers over 16-32K rows) that the next test then
+# waits for; on a 2-core CPU test_chunk_grad_memory alone ran >10 minutes.
+# They exercise accelerator memory under tl.Chunk, which we do not use.
+UPSTREAM_TOO_SLOW = {
+    'trax.layers.acceleration_test::AccelerationTest::test_chunk_memory':
+        '~100 s of CPU work; tl.Chunk memory stress, unused by us',
+    'trax.layers.acceleration_test::AccelerationTest::test_chunk_grad_memory':
+        '>10 min of CPU work; tl.Chunk memory stress, unused by us',
+}
+
+
 def _key(item: pytest.Item) -> str:
     cls = item.cls.__name__ + '::' if item.cls is not None else ''
     return f'{item.module.__name__}::{cls}{item.name}'
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption('--trax-all', action='store_true',
+                     help='also run the slow tests in UPSTREAM_TOO_SLOW')
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +92,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config,
                                   items: List[pytest.Item]) -> None:
+    if not config.getoption('--trax-all'):
+        slow = [i for i in items if _key(i) in UPSTREAM_TOO_SLOW]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [i for i in items if _key(i) not in UPSTREAM_TOO_SLOW]
     for item in items:
         reason = UPSTREAM_XFAILS.get(_key(item))
         if reason is not None:
@@ -78,7 +107,9 @@ def pytest_report_header(config: pytest.Config) -> str:
     from importlib.metadata import version
     return (f'trax {version("trax")}, jax {version("jax")} under'
             ' experiments.trax_bridge;'
-            f' {len(UPSTREAM_XFAILS)} known failures marked xfail(strict)')
+            f' {len(UPSTREAM_XFAILS)} known failures marked xfail(strict);'
+            f' {len(UPSTREAM_TOO_SLOW)} slow tests deselected unless'
+            ' --trax-all')
 
 
 def command(extra_args: Optional[List[str]] = None) -> List[str]:

@@ -3,7 +3,7 @@
 A gin file selects a task with e.g.:
 
     import tasks
-    train.task = @tasks.copy()
+    experiments.Experiment.task = @tasks.copy()
     tasks.copy.length = 64
 """
 import gin

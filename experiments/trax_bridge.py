@@ -2,15 +2,12 @@
 
     import experiments.trax_bridge  # noqa: F401  (before any `import trax`)
 
-Importing applies every patch once (`apply()` is idempotent). Each patch is
-one short function below, named after the break it fixes; see
-docs/trax_bridge.md for the symptoms. The module is also a pytest plugin
-(`pytest -p experiments.trax_bridge ...`): it applies the bridge before test
-collection and marks the known upstream failures in `UPSTREAM_XFAILS` as
-strict expected failures.
-
-Patches touch only module attributes of jax/trax (never files on disk) and
-restore trax-era behaviour; none changes what already works on new JAX.
+Importing imports jax, patches it, imports trax and patches trax; `apply()`
+runs once at import and is idempotent. Each patch is one short function
+below whose first comment names the symptom it fixes (docs/trax_bridge.md
+lists them). Patches replace module attributes of jax/trax in memory, never
+files on disk, and restore trax-era behaviour. trax's own tests run under
+this bridge with `python -m experiments.trax_upstream_tests`.
 """
 import importlib.metadata
 import os
@@ -19,7 +16,8 @@ import types
 from typing import Any, Callable, Sequence
 
 # Must precede the first TF import (trax imports TF): hide TF's C++ INFO
-# chatter (oneDNN, "no CUDA drivers"); warnings and errors still print.
+# logs; warnings and errors still print. TF 2.21's load-time lines (oneDNN,
+# "Could not find cuda drivers") bypass it and still appear.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
 import jax  # noqa: E402
@@ -39,6 +37,12 @@ def _quiet_gym_banner() -> None:
         notices.notices.pop(importlib.metadata.version('gym'), None)
     except Exception:  # gym/gym_notices absent or different: nothing to hide
         pass
+
+
+def _quiet_jax_host_count() -> None:
+    # Symptom: every training.Loop warns "jax.process_count has been renamed
+    # to jax.process_count" (trax calls the deprecated alias jax.host_count).
+    jax.host_count = jax.process_count
 
 
 # ------------------------------------------------------------------ jax ----
@@ -115,10 +119,11 @@ def _jax_device_put_replicated() -> None:
 
 
 def _jax_threefry_partitionable() -> None:
-    # Symptom: trax tests with fixed seeds get different random numbers.
-    # JAX flipped jax_threefry_partitionable to True (0.5); trax and its
-    # golden values were written for False, and trax never shards a single
+    # Symptom: a seed gives other random numbers than on the JAX trax 1.4.1
+    # was built for: JAX flipped jax_threefry_partitionable to True (0.5).
+    # trax and its tests were written for False, and trax never shards one
     # random draw across devices (it uses pmap), so False costs nothing.
+    # Process-wide: our own jax.random calls follow it too.
     jax.config.update('jax_threefry_partitionable', False)
 
 
@@ -199,8 +204,9 @@ def _host_uncommitted(x):
 def _trax_on_cpu_uncommitted() -> None:
     # Symptom: n_devices > 1: pmap raises "Sharding passed to jit does not
     # match" for optimizer slots that tl.on_cpu committed to cpu:0 (pmap no
-    # longer moves committed arrays). Host numpy arrays are still in CPU
-    # memory but uncommitted, so jit/pmap place them as the old JAX did.
+    # longer moves committed arrays); on one GPU, jit silently runs a step
+    # whose args include a CPU-committed array on the CPU. Host numpy arrays
+    # are still in CPU memory but uncommitted: jit/pmap place them.
     import trax.layers
     from trax import fastmath
     from trax.layers import acceleration
@@ -280,6 +286,7 @@ def apply() -> None:
     if _APPLIED:
         return
     _quiet_gym_banner()
+    _quiet_jax_host_count()
     for patch in _JAX_PATCHES:
         patch()
     import trax  # noqa: F401  (only after jax is patched)

@@ -2,18 +2,26 @@
 
     python -m experiments.trax_upstream_tests [extra pytest args]
 
-(from the repo root). The test modules ship inside the installed trax wheel.
-This module is also the pytest plugin that the command loads: it applies
+(from the repo root; exit code 0 = pass). The test modules ship inside the
+installed trax wheel. Two pytest runs, each in a fresh process:
+  1. all of `UPSTREAM_MODULES` on the default devices (1 CPU on CI);
+  2. `MULTI_DEVICE_MODULES` on 2 CPU devices (XLA's forced host device
+     count), so trax's data-parallel paths (pmap, replicated and sharded
+     weights, memory-efficient trainer) run too; with 1 device they return
+     early.
+This module is also the pytest plugin of both runs: it applies
 `experiments.trax_bridge` before collection imports trax, lets absltest-based
-tests run under pytest, and marks the known failures in `UPSTREAM_XFAILS` as
-strict expected failures, so a new failure *or* an unexpected pass fails
-the run.
+tests run under pytest, deselects `UPSTREAM_DESELECTED` and marks the known
+failures in `UPSTREAM_XFAILS` as strict expected failures, so a new failure
+*or* an unexpected pass fails the run.
 """
+import importlib.util
 import os
+import re
+import subprocess
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
-import experiments.trax_bridge  # noqa: F401  (before collection imports trax)
 import pytest
 
 UPSTREAM_MODULES = (
@@ -25,6 +33,12 @@ UPSTREAM_MODULES = (
     'trax.supervised.decoding_test',
     'trax.supervised.training_test',
 )
+MULTI_DEVICE_MODULES = (
+    'trax.layers.acceleration_test',
+    'trax.supervised.decoding_test',
+    'trax.supervised.training_test',
+)
+MULTI_DEVICE_COUNT = 2
 
 # Known failures, keyed 'module::Class::test'. Each reason says why it does
 # not matter for us: we train TransformerLM/ReformerLM from scratch on
@@ -38,37 +52,37 @@ _NUMPY2_RAGGED = ('its last check, np.testing.assert_array_equal(slots1,'
                   ' slots2), packs ragged per-weight slot tuples into one'
                   ' array, which NumPy >= 1.24 refuses; the restore it checks'
                   ' works (tests/test_trax_upstream.py resumes a Loop)')
-UPSTREAM_XFAILS = {
+_DECODING = 'trax.supervised.decoding_test::DecodingTest::'
+UPSTREAM_XFAILS: Dict[str, str] = {
+    _DECODING + 'test_autoregressive_sample_transformerlm_quality':
+        _NO_TESTDATA,
+    _DECODING + 'test_autoregressive_sample_transformerlm_quality_eval':
+        _NO_TESTDATA,
+    _DECODING + 'test_autoregressive_sample_transformerlm_quality_beam':
+        _NO_TESTDATA,
+    _DECODING + 'test_autoregressive_sample_transformer_quality':
+        _NO_TESTDATA,
+    _DECODING + 'test_autoregressive_sample_reformerlm_lsh_quality':
+        _NO_TESTDATA,
+    _DECODING + 'test_autoregressive_sample_terraformer_lsh_attn_quality':
+        _NO_GIN_CONFIG,
+    _DECODING + 'test_autoregressive_sample_terraformer_pure_lsh_attn_quality':
+        _NO_GIN_CONFIG,
     'trax.supervised.training_test::TrainingTest::'
     'test_train_save_restore_dense': _NUMPY2_RAGGED,
-    'trax.supervised.decoding_test::DecodingTest::'
-    'test_autoregressive_sample_reformerlm_lsh_quality': _NO_TESTDATA,
-    'trax.supervised.decoding_test::DecodingTest::'
-    'test_autoregressive_sample_transformer_quality': _NO_TESTDATA,
-    'trax.supervised.decoding_test::DecodingTest::'
-    'test_autoregressive_sample_transformerlm_quality': _NO_TESTDATA,
-    'trax.supervised.decoding_test::DecodingTest::'
-    'test_autoregressive_sample_transformerlm_quality_beam': _NO_TESTDATA,
-    'trax.supervised.decoding_test::DecodingTest::'
-    'test_autoregressive_sample_transformerlm_quality_eval': _NO_TESTDATA,
-    'trax.supervised.decoding_test::DecodingTest::'
-    'test_autoregressive_sample_terraformer_lsh_attn_quality': _NO_GIN_CONFIG,
-    'trax.supervised.decoding_test::DecodingTest::'
-    'test_autoregressive_sample_terraformer_pure_lsh_attn_quality':
-        _NO_GIN_CONFIG,
 }
 
-
-# Deselected by default (run them with --trax-all): each passes its asserts
-# at once but leaves minutes of asynchronously dispatched XLA work (a
-# tl.Chunk of Dense(2**20) layers over 16-32K rows) that the next test then
-# waits for; on a 2-core CPU test_chunk_grad_memory alone ran >10 minutes.
-# They exercise accelerator memory under tl.Chunk, which we do not use.
-UPSTREAM_TOO_SLOW = {
+# Not run unless --trax-all. The tl.Chunk tests pass their (shape-only)
+# asserts at once but leave minutes of dispatched XLA work, a Dense(2**20)
+# over 16-32K rows, that the next test then waits for.
+UPSTREAM_DESELECTED: Dict[str, str] = {
     'trax.layers.acceleration_test::AccelerationTest::test_chunk_memory':
-        '~100 s of CPU work; tl.Chunk memory stress, unused by us',
+        '~100 s on 2 CPU cores; tl.Chunk memory stress, tl.Chunk unused by us',
     'trax.layers.acceleration_test::AccelerationTest::test_chunk_grad_memory':
-        '>10 min of CPU work; tl.Chunk memory stress, unused by us',
+        '>10 min on 2 CPU cores; tl.Chunk memory stress, unused by us',
+    'trax.supervised.training_test::TrainingTest::test_train_memory_efficient':
+        'a 4G-weight model: trax says it needs >16 GB RAM (TPU only) and it'
+        ' is OOM-killed at 24 GB with 2 devices; returns early on 1 device',
 }
 
 
@@ -79,10 +93,12 @@ def _key(item: pytest.Item) -> str:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption('--trax-all', action='store_true',
-                     help='also run the slow tests in UPSTREAM_TOO_SLOW')
+                     help='also run the tests in UPSTREAM_DESELECTED')
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Runs before collection imports any trax test module.
+    import experiments.trax_bridge  # noqa: F401
     # absltest's create_tempdir() reads --test_tmpdir; pytest never parses
     # absl flags, so take their defaults.
     from absl import flags
@@ -93,10 +109,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config,
                                   items: List[pytest.Item]) -> None:
     if not config.getoption('--trax-all'):
-        slow = [i for i in items if _key(i) in UPSTREAM_TOO_SLOW]
-        if slow:
-            config.hook.pytest_deselected(items=slow)
-            items[:] = [i for i in items if _key(i) not in UPSTREAM_TOO_SLOW]
+        dropped = [i for i in items if _key(i) in UPSTREAM_DESELECTED]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [i for i in items if _key(i) not in UPSTREAM_DESELECTED]
     for item in items:
         reason = UPSTREAM_XFAILS.get(_key(item))
         if reason is not None:
@@ -104,30 +120,60 @@ def pytest_collection_modifyitems(config: pytest.Config,
 
 
 def pytest_report_header(config: pytest.Config) -> str:
+    import jax
     from importlib.metadata import version
-    return (f'trax {version("trax")}, jax {version("jax")} under'
-            ' experiments.trax_bridge;'
-            f' {len(UPSTREAM_XFAILS)} known failures marked xfail(strict);'
-            f' {len(UPSTREAM_TOO_SLOW)} slow tests deselected unless'
-            ' --trax-all')
+    return (f'trax {version("trax")}, jax {jax.__version__} under'
+            f' experiments.trax_bridge, {jax.local_device_count()} device(s);'
+            f' {len(UPSTREAM_XFAILS)} known failures are xfail(strict),'
+            f' {len(UPSTREAM_DESELECTED)} tests deselected (see'
+            ' docs/trax_bridge.md)')
 
 
-def command(extra_args: Optional[List[str]] = None) -> List[str]:
-    """The pytest argument list for the upstream run."""
+def upstream_pytest_args(modules: Sequence[str],
+                extra_args: Sequence[str] = ()) -> List[str]:
+    """Arguments for `python -m pytest` running `modules` with this plugin."""
     site_packages = os.path.dirname(os.path.dirname(
-        sys.modules['trax'].__file__))
+        importlib.util.find_spec('trax').origin))
     return [
-        # Ignore any pytest config of our repo (addopts, filterwarnings):
-        # these are trax's tests, run as trax ran them.
+        # Ignore our repo's pytest config (addopts, filterwarnings): these
+        # are trax's tests, run as trax ran them.
         '-c', os.devnull, '--rootdir', site_packages,
         '-p', 'experiments.trax_upstream_tests', '-p', 'no:cacheprovider',
-        '-q', '-rfEX', '--durations=15',
-        '--pyargs', *UPSTREAM_MODULES, *(extra_args or []),
+        '-q', '-rfEX', '--durations=10',
+        '--pyargs', *modules, *extra_args,
     ]
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return int(pytest.main(command(sys.argv[1:] if argv is None else argv)))
+def _env(n_cpu_devices: Optional[int]) -> Dict[str, str]:
+    """This environment with the forced CPU device count set (or removed)."""
+    env = dict(os.environ)
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (repo_root, env.get('PYTHONPATH')) if p)
+    flags = re.sub(r'--xla_force_host_platform_device_count=\S+', '',
+                   env.get('XLA_FLAGS', '')).strip()
+    if n_cpu_devices:
+        flags += f' --xla_force_host_platform_device_count={n_cpu_devices}'
+        env['JAX_PLATFORMS'] = 'cpu'  # on a GPU box too: 2 CPU devices
+    env['XLA_FLAGS'] = flags.strip()
+    return env
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    extra = list(sys.argv[1:] if argv is None else argv)
+    runs = (('default devices', UPSTREAM_MODULES, None),
+            (f'{MULTI_DEVICE_COUNT} CPU devices', MULTI_DEVICE_MODULES,
+             MULTI_DEVICE_COUNT))
+    results = []
+    for name, modules, n_devices in runs:
+        print(f'=== trax upstream tests on {name} ===', flush=True)
+        args = upstream_pytest_args(modules, extra)
+        rc = subprocess.call([sys.executable, '-m', 'pytest', *args],
+                             env=_env(n_devices))
+        # 5 = nothing collected: fine only when the caller filtered (-k).
+        results.append(0 if rc == 5 and extra else rc)
+        print(f'=== {name}: exit code {rc} ===', flush=True)
+    return max(results)
 
 
 if __name__ == '__main__':

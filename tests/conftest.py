@@ -1,4 +1,5 @@
 """Shared pytest fixtures."""
+import experiments.trax_bridge  # noqa: F401  (before anything imports trax)
 import gin
 import pytest
 

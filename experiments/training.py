@@ -23,7 +23,7 @@ from trax import shapes
 
 from experiments import checkpoints
 from experiments.summaries import SummaryWriter
-from models.language_models import _LanguageModel
+from models.language_models import LanguageModel
 from tasks import SequenceTask
 
 METRIC_NAMES = ('loss', 'accuracy', 'sequence_accuracy')
@@ -48,7 +48,7 @@ class Experiment:
     """
 
     task: SequenceTask
-    model: _LanguageModel
+    model: LanguageModel
     n_steps: int
     optimizer: Callable[[], trax.optimizers.Optimizer] = trax.optimizers.Adam
     lr_schedule: Callable[[int], float] | None = None
@@ -68,7 +68,7 @@ class Experiment:
         if not isinstance(self.task, SequenceTask):
             raise ValueError('Experiment.task must be a task such as '
                              f'@tasks.copy(), got {self.task!r}')
-        if not isinstance(self.model, _LanguageModel):
+        if not isinstance(self.model, LanguageModel):
             raise ValueError('Experiment.model must be a model such as '
                              f'@models.ReformerLM(), got {self.model!r}')
         self.model.check(self.task.length, self.task.vocab_size)
@@ -243,10 +243,13 @@ def train(experiment: Experiment, output_dir: str,
                 eval_writer.flush()
                 log(_progress_line(run.step, exp.n_steps, train_metrics,
                                    evals, steps_per_second))
-            if run.step % exp.checkpoint_every == 0 or last:
+            checkpoint_now = run.step % exp.checkpoint_every == 0 or last
+            if checkpoint_now:
                 run.save()
-            if evaluate_now:  # steps/s counts training only
-                losses, start_step, start_time = [], run.step, time.perf_counter()
+            if evaluate_now:
+                losses = []
+            if evaluate_now or checkpoint_now:  # steps/s counts training only
+                start_step, start_time = run.step, time.perf_counter()
     finally:
         train_writer.close()
         eval_writer.close()

@@ -26,7 +26,7 @@ def _require(condition: bool, message: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class _LanguageModel:
+class LanguageModel:
     """Hyperparameters shared by both decoder-only language models."""
 
     vocab_size: int
@@ -72,7 +72,7 @@ class _LanguageModel:
 
 
 @dataclasses.dataclass(frozen=True)
-class TransformerLM(_LanguageModel):
+class TransformerLM(LanguageModel):
     """trax's TransformerLM: full causal attention, residual layers."""
 
     def _build(self, mode):
@@ -86,7 +86,7 @@ ATTENTION_TYPES = ('lsh', 'full')
 
 
 @dataclasses.dataclass(frozen=True)
-class ReformerLM(_LanguageModel):
+class ReformerLM(LanguageModel):
     """trax's ReformerLM: reversible layers, chunked feed-forward, and LSH or
     full (shared-QK) attention.
 

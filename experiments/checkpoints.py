@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import sys
 from typing import Any
 
 import jax
@@ -36,6 +37,20 @@ def list_steps(output_dir: str) -> list[int]:
                                                os.listdir(directory)) if m)
 
 
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def size_bytes(*trees) -> int:
+    """Bytes the arrays in `trees` take in a checkpoint (before pickling)."""
+    return sum(getattr(leaf, 'nbytes', 0)
+               for leaf in jax.tree_util.tree_leaves(trees))
+
+
 def save(output_dir: str, step: int, *, weights, state, slots,
          keep: int = 3) -> str:
     """Writes the checkpoint for `step`; keeps the newest `keep` of them."""
@@ -49,21 +64,33 @@ def save(output_dir: str, step: int, *, weights, state, slots,
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))  # makes the rename itself durable
     for old in list_steps(output_dir)[:-keep]:
         os.remove(path_for(output_dir, old))
     return path
 
 
 def load(output_dir: str, step: int | None = None) -> dict[str, Any] | None:
-    """The checkpoint at `step` (default: the latest), or None if there is none."""
+    """The checkpoint at `step` (default: the latest readable one), or None if
+    there is none."""
     steps = list_steps(output_dir)
-    if step is None:
-        if not steps:
-            return None
-        step = steps[-1]
-    elif step not in steps:
-        raise FileNotFoundError(
-            f'no checkpoint for step {step} in {output_dir} '
-            f'(available: {steps or "none"})')
-    with open(path_for(output_dir, step), 'rb') as f:
+    if step is not None:
+        if step not in steps:
+            raise FileNotFoundError(
+                f'no checkpoint for step {step} in {output_dir} '
+                f'(available: {steps or "none"})')
+        return _read(path_for(output_dir, step))
+    for candidate in reversed(steps):
+        try:
+            return _read(path_for(output_dir, candidate))
+        except (EOFError, pickle.UnpicklingError) as e:
+            # Renames are atomic, so only a damaged disk gets here; an older
+            # checkpoint is still better than starting over.
+            print(f'warning: skipping unreadable checkpoint '
+                  f'{path_for(output_dir, candidate)}: {e}', file=sys.stderr)
+    return None
+
+
+def _read(path: str) -> dict[str, Any]:
+    with open(path, 'rb') as f:
         return pickle.load(f)

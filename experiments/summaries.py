@@ -1,9 +1,12 @@
 """TensorBoard event writing with the tensorboard package alone (no TF)."""
 from __future__ import annotations
 
+import glob
+import os
 import time
 
 from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.scalar import summary_v2 as scalar_summary
 from tensorboard.plugins.text import summary_v2 as text_summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
@@ -31,6 +34,45 @@ class SummaryWriter:
 
     def close(self) -> None:
         self._writer.close()
+
+
+def _event_files(logdir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(logdir, 'events.out.tfevents.*')))
+
+
+def compact(logdir: str, last_step: int) -> set[tuple[str, int]]:
+    """Rewrites `logdir`'s events as one file holding each (tag, step) once,
+    dropping steps after `last_step`; returns the (tag, step) pairs kept.
+
+    A resumed run calls this with its checkpoint's step, so the steps it is
+    about to redo are not logged twice. The new file is complete before the
+    old ones go, and the rewrite is idempotent, so a kill anywhere in between
+    is mended by the next resume. A record torn by a kill is skipped.
+    """
+    from tensorboard.backend.event_processing import event_file_loader
+
+    old_files = _event_files(logdir)
+    if not old_files:
+        return set()
+    kept, seen = [], set()
+    for path in old_files:
+        for event in event_file_loader.LegacyEventFileLoader(path).Load():
+            if event.step > last_step or not event.HasField('summary'):
+                continue
+            for value in event.summary.value:
+                key = (value.tag, event.step)
+                if key not in seen:
+                    seen.add(key)
+                    kept.append(event_pb2.Event(
+                        wall_time=event.wall_time, step=event.step,
+                        summary=summary_pb2.Summary(value=[value])))
+    writer = EventFileWriter(logdir, filename_suffix='.compacted')
+    for event in kept:
+        writer.add_event(event)
+    writer.close()  # flushes and closes the new file before any removal
+    for path in old_files:
+        os.remove(path)
+    return seen
 
 
 def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from typing import Callable
 
@@ -22,11 +23,16 @@ from trax import layers as tl
 from trax import shapes
 
 from experiments import checkpoints
+from experiments import summaries
 from experiments.summaries import SummaryWriter
 from models.language_models import LanguageModel
 from tasks import SequenceTask
 
 METRIC_NAMES = ('loss', 'accuracy', 'sequence_accuracy')
+
+
+class TrainingError(Exception):
+    """A run that cannot start or go on; the message is meant for the user."""
 
 
 def _metric_layers():
@@ -168,12 +174,52 @@ class TrainingRun:
         # With several devices each reports the loss on its share of the batch.
         return loss if self.n_devices == 1 else jax.numpy.mean(loss)
 
+    def check_finite(self, losses: list, last_step: int) -> None:
+        """Raises if any of the losses of the steps ending at `last_step` is
+        NaN or infinite, naming the first such step."""
+        values = np.asarray([float(x) for x in losses])
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            step = last_step - len(values) + 1 + int(bad[0])
+            self._diverged(f'the loss is {values[bad[0]]} at step {step}')
+
+    def _diverged(self, what: str):
+        saved = checkpoints.list_steps(self.output_dir)
+        kept = (f'the last good checkpoint (step {saved[-1]}) is kept in '
+                f'{self.output_dir}' if saved else 'no checkpoint was written')
+        raise TrainingError(f'training diverged: {what}; {kept}. Lower the '
+                            'learning rate and rerun with --overwrite.')
+
+    def check_disk(self) -> None:
+        """Raises if a checkpoint (written beside the previous one) would not
+        fit on the output directory's disk."""
+        model_with_loss = self.trainer.model_with_loss
+        needed = 2 * checkpoints.size_bytes(
+            model_with_loss.weights, model_with_loss.state,
+            self.trainer.slots) + (16 << 20)  # and room for events
+        free = shutil.disk_usage(_existing_ancestor(self.output_dir)).free
+        if free < needed:
+            raise TrainingError(
+                f'not enough free disk for checkpoints in {self.output_dir}: '
+                f'{free / 2**20:.0f} MiB free, {needed / 2**20:.0f} MiB needed')
+
     def save(self) -> None:
         model_with_loss = self.trainer.model_with_loss
-        checkpoints.save(self.output_dir, self.step,
-                         weights=model_with_loss.weights,
+        # A step with a finite loss can still leave non-finite weights.
+        weights = jax.tree_util.tree_map(np.asarray, model_with_loss.weights)
+        if not all(np.isfinite(w).all()
+                   for w in jax.tree_util.tree_leaves(weights)):
+            self._diverged(f'the weights after step {self.step} are not finite')
+        checkpoints.save(self.output_dir, self.step, weights=weights,
                          state=model_with_loss.state,
                          slots=self.trainer.slots)
+
+
+def _existing_ancestor(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
 
 
 def _final_line(evals: dict[str, float]) -> str:
@@ -193,11 +239,12 @@ def train(experiment: Experiment, output_dir: str,
     output_dir/operative_config.gin, TensorBoard events under train/ and eval/,
     and checkpoints under checkpoints/.
     """
+    run = TrainingRun(experiment, output_dir)
+    run.check_disk()  # before anything is written
+    exp = experiment
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, 'config.gin'), 'w') as f:
         f.write(gin.config_str())
-    run = TrainingRun(experiment, output_dir)
-    exp = experiment
     operative = gin.operative_config_str()
     with open(os.path.join(output_dir, 'operative_config.gin'), 'w') as f:
         f.write(operative)
@@ -215,20 +262,30 @@ def train(experiment: Experiment, output_dir: str,
         f'{exp.n_steps} steps on {run.n_devices} device(s); '
         f'writing to {output_dir}')
 
+    # Steps after the checkpoint were logged by a killed run and are redone.
+    logged = summaries.compact(os.path.join(output_dir, 'train'), run.step)
+    summaries.compact(os.path.join(output_dir, 'eval'), run.step)
     train_writer = SummaryWriter(os.path.join(output_dir, 'train'))
     eval_writer = SummaryWriter(os.path.join(output_dir, 'eval'))
-    train_writer.text(run.step, 'config/operative', _markdown_config(operative))
+    if ('config/operative', run.step) not in logged:
+        train_writer.text(run.step, 'config/operative',
+                          _markdown_config(operative))
     evals = {}
     try:
         stream = exp.task.stream('train', start=run.step)
-        losses, start_step, start_time = [], run.step, time.perf_counter()
+        losses, n_checked = [], 0
+        start_step, start_time = run.step, time.perf_counter()
         while run.step < exp.n_steps:
             batch = next(stream)
             losses.append(run.train_step(batch))
             last = run.step == exp.n_steps
             evaluate_now = run.step % exp.eval_every == 0 or last
+            checkpoint_now = run.step % exp.checkpoint_every == 0 or last
+            if evaluate_now or checkpoint_now:  # syncs with the device
+                run.check_finite(losses[n_checked:], run.step)
+                n_checked = len(losses)
             if evaluate_now:
-                train_loss = np.mean([float(x) for x in losses])  # syncs
+                train_loss = np.mean([float(x) for x in losses])
                 steps_per_second = (run.step - start_step) / (
                     time.perf_counter() - start_time)
                 train_metrics = {**run.metrics([batch]), 'loss': train_loss}
@@ -243,11 +300,10 @@ def train(experiment: Experiment, output_dir: str,
                 eval_writer.flush()
                 log(_progress_line(run.step, exp.n_steps, train_metrics,
                                    evals, steps_per_second))
-            checkpoint_now = run.step % exp.checkpoint_every == 0 or last
             if checkpoint_now:
                 run.save()
             if evaluate_now:
-                losses = []
+                losses, n_checked = [], 0
             if evaluate_now or checkpoint_now:  # steps/s counts training only
                 start_step, start_time = run.step, time.perf_counter()
     finally:

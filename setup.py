@@ -22,7 +22,7 @@ setup(
         'absl-py',
         'tensorboard',  # TensorFlow no longer brings it
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest', 'hypothesis']},
     entry_points={'console_scripts': [
         'seq-lab-train = experiments.main:console',
     ]},

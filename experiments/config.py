@@ -68,4 +68,18 @@ def build_experiment():
     try:
         return gin.get_configurable('experiments.Experiment')()
     except (ValueError, TypeError) as e:
+        undefined = _UNDEFINED_MACRO.search(str(e))
+        if undefined:
+            raise ConfigError(_undefined_macro(undefined.group(1))) from e
         raise ConfigError(_one_line(e)) from e
+
+
+# How gin reports a `%NAME` that no `NAME = ...` defines.
+_UNDEFINED_MACRO = re.compile(r"configurable 'macro' .*in scope '([^']+)'")
+
+
+def _undefined_macro(name: str) -> str:
+    uses = [line.strip() for line in gin.config_str().splitlines()
+            if re.search(rf'%{re.escape(name)}\b', line)]
+    return (f'gin macro %{name} is used but never defined'
+            + (f' (in: {"; ".join(uses)})' if uses else ''))

@@ -53,7 +53,7 @@ def config_changes(saved: str, current: str) -> list[str]:
     """The binding lines that differ, as `- saved` / `+ current` lines."""
     diff = difflib.unified_diff(_bindings(saved), _bindings(current),
                                 lineterm='', n=0)
-    return [line for line in diff
+    return [f'{line[0]} {line[1:]}' for line in diff
             if line[:1] in '+-' and not line.startswith(('---', '+++'))]
 
 

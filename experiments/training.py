@@ -68,9 +68,26 @@ class Experiment:
         for field in ('n_steps', 'eval_every', 'n_eval_batches',
                       'checkpoint_every'):
             value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or (
+                    value < 1):
                 raise ValueError(f'Experiment.{field} must be a positive int, '
                                  f'got {value!r}')
+        if (not isinstance(self.seed, int) or isinstance(self.seed, bool)
+                or not 0 <= self.seed < 2**32):
+            raise ValueError('Experiment.seed must be an int in [0, 2**32), '
+                             f'got {self.seed!r}')
+        if self.n_devices is not None and (
+                not isinstance(self.n_devices, int) or self.n_devices < 1):
+            raise ValueError('Experiment.n_devices must be None or a positive '
+                             f'int, got {self.n_devices!r}')
+        if not callable(self.optimizer):
+            raise ValueError('Experiment.optimizer must be an optimizer class '
+                             'such as @trax.optimizers.Adafactor, got '
+                             f'{self.optimizer!r}')
+        if self.lr_schedule is not None and not callable(self.lr_schedule):
+            raise ValueError('Experiment.lr_schedule must be None or a '
+                             'schedule such as @lr_schedules.multifactor(), '
+                             f'got {self.lr_schedule!r}')
         if not isinstance(self.task, SequenceTask):
             raise ValueError('Experiment.task must be a task such as '
                              f'@tasks.copy(), got {self.task!r}')

@@ -25,6 +25,10 @@ def _require(condition: bool, message: str) -> None:
         raise ModelConfigError(message)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclasses.dataclass(frozen=True)
 class LanguageModel:
     """Hyperparameters shared by both decoder-only language models."""
@@ -45,13 +49,15 @@ class LanguageModel:
         for field in ('vocab_size', 'd_model', 'd_ff', 'n_layers', 'n_heads',
                       'max_len'):
             value = getattr(self, field)
-            _require(isinstance(value, int) and value >= 1,
+            _require(_is_int(value) and value >= 1,
                      f'{self.name}.{field} must be a positive int, got '
                      f'{value!r}')
         _require(self.d_model % self.n_heads == 0,
                  f'{self.name}.d_model={self.d_model} is not divisible by '
                  f'{self.name}.n_heads={self.n_heads}')
-        _require(0.0 <= self.dropout < 1.0,
+        _require(isinstance(self.dropout, (int, float))
+                 and not isinstance(self.dropout, bool)
+                 and 0.0 <= self.dropout < 1.0,
                  f'{self.name}.dropout must be in [0, 1), got {self.dropout!r}')
 
     def check(self, length: int, vocab_size: int) -> None:
@@ -110,17 +116,17 @@ class ReformerLM(LanguageModel):
                  f'got {self.attention!r}')
         for field in ('n_hashes', 'chunk_len'):
             value = getattr(self, field)
-            _require(isinstance(value, int) and value >= 1,
+            _require(_is_int(value) and value >= 1,
                      f'{self.name}.{field} must be a positive int, got '
                      f'{value!r}')
         for field in ('n_chunks_before', 'n_chunks_after', 'ff_chunk_size'):
             value = getattr(self, field)
-            _require(isinstance(value, int) and value >= 0,
+            _require(_is_int(value) and value >= 0,
                      f'{self.name}.{field} must be a non-negative int, got '
                      f'{value!r}')
         # LSH hashing draws n_buckets / 2 random rotations and uses +/- each.
         _require(self.n_buckets is None or (
-            isinstance(self.n_buckets, int) and self.n_buckets >= 2
+            _is_int(self.n_buckets) and self.n_buckets >= 2
             and self.n_buckets % 2 == 0),
                  f'{self.name}.n_buckets must be None or an even int >= 2, '
                  f'got {self.n_buckets!r}')

@@ -21,6 +21,7 @@ setup(
         'gin-config',
         'absl-py',
         'tensorboard',  # TensorFlow no longer brings it
+        'matplotlib',  # sweep report plots
     ],
     extras_require={'test': ['pytest', 'hypothesis']},
     entry_points={'console_scripts': [

@@ -7,6 +7,7 @@ import gin
 import pytest
 
 from experiments import config, main
+from scripts import sweeps
 
 ALL_FILES = sorted(glob.glob(os.path.join(config.CONFIG_DIR, '**', '*.gin'),
                              recursive=True))
@@ -14,8 +15,12 @@ EXPERIMENTS = sorted(os.path.basename(p) for p in glob.glob(
     os.path.join(config.CONFIG_DIR, '*.gin')))
 SHIPPED = {'codelab.gin', 'transformer_copy.gin', 'reformer_copy.gin',
            'transformer_reversal.gin', 'reformer_reversal.gin'}
+SWEEP_DIR = os.path.join(config.CONFIG_DIR, 'sweeps')
+SWEEPS = sorted(os.path.basename(p) for p in glob.glob(
+    os.path.join(SWEEP_DIR, '*.gin')))
+SHIPPED_SWEEPS = {'reformer_lsh.gin', 'model_sizes.gin'}
 # Configurables we take from trax on purpose; ours live in these packages.
-OUR_PACKAGES = ('experiments', 'models', 'tasks')
+OUR_PACKAGES = ('experiments', 'models', 'tasks', 'scripts')
 TRAX_ALLOWED = ('trax.optimizers', 'trax.supervised.lr_schedules')
 
 
@@ -39,10 +44,17 @@ def test_experiment_dry_runs(name, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize('path', ALL_FILES, ids=_rel)
 def test_header(path):
-    """One-line purpose first; experiment files also give command and result."""
+    """One-line purpose first; experiment and sweep files also give command
+    and result."""
     with open(path) as f:
         lines = f.read().splitlines()
     assert lines[0].startswith('# ') and len(lines[0]) > 10
+    if os.path.dirname(path) == SWEEP_DIR:
+        header = '\n'.join(l for l in lines if l.startswith('#'))
+        name = os.path.basename(path)
+        assert f'python -m scripts.sweep --gin_file=sweeps/{name}' in header
+        assert re.search(r'2-core CPU: .*\d.* min', header), (
+            'header must state the measured runtime')
     if os.path.dirname(path) == config.CONFIG_DIR:
         header = '\n'.join(l for l in lines if l.startswith('#'))
         name = os.path.basename(path)
@@ -81,3 +93,24 @@ def test_selectors_resolve_to_this_project(name):
                     f'{_rel(path)}: {selector} resolves to {module}')
                 if selector.split('.')[0] in OUR_PACKAGES:
                     assert ours, f'{selector} resolved to trax: {module}'
+
+
+def test_shipped_sweeps_exist():
+    assert SHIPPED_SWEEPS <= set(SWEEPS)
+
+
+@pytest.mark.parametrize('name', SWEEPS)
+def test_sweep_expands_and_every_trial_validates(name):
+    """A sweep file is not an experiment: it names one and the axes over it.
+    Every trial must build, and every axis must reach this project's code."""
+    sweep = sweeps.load(f'sweeps/{name}')
+    trials = sweeps.expand(sweep)
+    assert len(trials) > 1
+    assert len({t.name for t in trials}) == len(trials)
+    sweeps.validate(sweep, trials)
+    config.parse(sweep.base)
+    for axis in sweep.axes:
+        if '.' in axis:
+            module = gin.get_configurable(axis.rsplit('.', 1)[0]).__module__
+            assert module.split('.')[0] in OUR_PACKAGES or module.startswith(
+                TRAX_ALLOWED), f'{name}: {axis} resolves to {module}'

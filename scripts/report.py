@@ -1,0 +1,232 @@
+r"""Tables and plots of a sweep's results, read from its TensorBoard events.
+
+    python -m scripts.report runs/sweeps/reformer_lsh
+    python -m scripts.report runs/sweeps/reformer_lsh --metric=eval/metrics/loss
+
+Writes into the sweep directory (or --output_dir):
+  report.md, report.csv   one row per trial: its swept values, status, last
+                          step, final and best eval metrics, steps/s, wall
+                          time and error
+  plots/<metric>_vs_<axis>.png   the metric's final value against each axis
+  plots/<metric>_over_steps.png  the metric over training steps, per trial
+
+Steps/s is the median over the logged intervals after the first, which
+includes compilation. Wall time is the runner's, summed over attempts.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import statistics
+import sys
+from typing import Any
+
+from absl import flags
+
+from experiments.config import ConfigError
+from experiments.summaries import read_scalars
+from scripts import cli
+from scripts import sweep_dir as layout
+from scripts.sweeps import short_value
+
+FLAGS = flags.FlagValues()
+_METRIC = flags.DEFINE_string(
+    'metric', 'eval/metrics/accuracy', 'What the plots show: <run>/<tag>, '
+    'run train or eval.', flag_values=FLAGS)
+_OUTPUT_DIR = flags.DEFINE_string(
+    'output_dir', None, 'Where to write (default: the sweep directory).',
+    flag_values=FLAGS)
+
+RUNS = ('train', 'eval')
+EVAL_METRICS = ('loss', 'accuracy', 'sequence_accuracy')
+# best = lowest loss, highest accuracies
+_BEST = {'loss': min, 'accuracy': max, 'sequence_accuracy': max}
+
+
+def read_trial(trial_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """{'<run>/<tag>': [(step, value), ...]} for the trial's train and eval."""
+    scalars = {}
+    for run in RUNS:
+        logdir = os.path.join(trial_dir, run)
+        if os.path.isdir(logdir):
+            for tag, points in read_scalars(logdir).items():
+                scalars[f'{run}/{tag}'] = points
+    return scalars
+
+
+def _steps_per_second(points: list[tuple[int, float]]) -> float | None:
+    values = [v for _, v in points]
+    if not values:
+        return None
+    return statistics.median(values[1:] or values)
+
+
+def table(manifest: dict, sweep_dir: str,
+          scalars: dict[str, dict]) -> list[dict[str, Any]]:
+    """One row per trial, in sweep order; missing numbers are None."""
+    rows = []
+    for trial in manifest['trials']:
+        name = trial['name']
+        status = layout.read_status(os.path.join(sweep_dir, name)) or {}
+        found = scalars[name]
+        row = {'trial': name, **{k: _value(v)
+                                 for k, v in trial['values'].items()},
+               'status': status.get('state', 'not run')}
+        evals = found.get('eval/metrics/loss', [])
+        row['steps'] = evals[-1][0] if evals else None
+        for metric in EVAL_METRICS:
+            points = found.get(f'eval/metrics/{metric}', [])
+            row[f'eval_{metric}'] = points[-1][1] if points else None
+            row[f'best_eval_{metric}'] = (
+                _BEST[metric](v for _, v in points) if points else None)
+        row['steps_per_second'] = _steps_per_second(
+            found.get('train/training/steps_per_second', []))
+        row['wall_time_s'] = status.get('wall_time_s')
+        row['error'] = status.get('error')
+        rows.append(row)
+    return rows
+
+
+def _value(value: Any) -> Any:
+    """A swept value as the table shows it: numbers as they are, anything
+    else as in trial names (`ReformerLM` for '@models.ReformerLM()')."""
+    return value if isinstance(value, (int, float)) else short_value(value)
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return ''
+    if isinstance(value, float):
+        rate_or_time = column in ('steps_per_second', 'wall_time_s')
+        return f'{value:.1f}' if rate_or_time else f'{value:.4f}'
+    return str(value)
+
+
+def write_markdown(rows: list[dict], path: str, title: str) -> str:
+    columns = list(rows[0])
+    lines = [f'# Sweep {title}', '',
+             '| ' + ' | '.join(columns) + ' |',
+             '|' + '---|' * len(columns)]
+    for row in rows:
+        lines.append('| ' + ' | '.join(_cell(c, row[c]).replace('|', '\\|')
+                                        for c in columns) + ' |')
+    text = '\n'.join(lines) + '\n'
+    with open(path, 'w') as f:
+        f.write(text)
+    return text
+
+
+def write_csv(rows: list[dict], path: str) -> None:
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: '' if v is None else v for k, v in row.items()}
+                         for row in rows)
+
+
+def _slug(metric: str) -> str:
+    return metric.replace('/metrics/', '_').replace('/', '_')
+
+
+def plot(manifest: dict, scalars: dict[str, dict], metric: str,
+         plots_dir: str) -> list[str]:
+    """The metric's final value against each axis, and over steps; returns
+    the files written."""
+    import matplotlib
+    matplotlib.use('Agg')  # files only, no display
+    from matplotlib import pyplot as plt
+
+    os.makedirs(plots_dir, exist_ok=True)
+    final = {name: found[metric][-1][1] for name, found in scalars.items()
+             if found.get(metric)}
+    trials = manifest['trials']
+    written = []
+    for axis in manifest['axes']:
+        key = axis['key']
+        labels = [short_value(v) for v in axis['values']]
+        others = [a['key'] for a in manifest['axes'] if a['key'] != key]
+        series: dict[str, list[tuple[int, float]]] = {}
+        for trial in trials:
+            if trial['name'] not in final:
+                continue
+            # In a grid, one line per setting of the other axes; in a zip
+            # the axes move together, so all trials make one line.
+            group = ('' if manifest['mode'] == 'zip' else ','.join(
+                f'{k}={short_value(trial["values"][k])}' for k in others))
+            x = labels.index(short_value(trial['values'][key]))
+            series.setdefault(group, []).append((x, final[trial['name']]))
+        figure, axes = plt.subplots(figsize=(6, 4))
+        for group, points in series.items():
+            xs, ys = zip(*sorted(points))
+            axes.plot(xs, ys, marker='o', label=group or None)
+        axes.set_xticks(range(len(labels)), labels)
+        axes.set_xlabel(key)
+        axes.set_ylabel(f'final {metric}')
+        axes.set_title(f'{manifest["sweep"]}: {metric} vs {key}')
+        if any(series):
+            axes.legend(fontsize='small')
+        written.append(_save(figure, os.path.join(
+            plots_dir, f'{_slug(metric)}_vs_{key}.png')))
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for trial in trials:
+        points = scalars[trial['name']].get(metric)
+        if points:
+            axes.plot(*zip(*points), marker='.', label=trial['name'])
+    axes.set_xlabel('step')
+    axes.set_ylabel(metric)
+    axes.set_title(f'{manifest["sweep"]}: {metric} over training')
+    axes.legend(fontsize='x-small')
+    written.append(_save(figure, os.path.join(
+        plots_dir, f'{_slug(metric)}_over_steps.png')))
+    return written
+
+
+def _save(figure, path: str) -> str:
+    from matplotlib import pyplot as plt
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def report(sweep_dir: str, metric: str, output_dir: str) -> str:
+    """Writes the table and plots; returns the Markdown table. Raises
+    ConfigError, before writing anything, for a bad directory or metric."""
+    manifest = layout.read_manifest(sweep_dir)
+    run = metric.split('/', 1)[0]
+    if run not in RUNS or '/' not in metric:
+        raise ConfigError(f'--metric must be <run>/<tag> with run in {RUNS}, '
+                          f'got {metric!r}')
+    scalars = {t['name']: read_trial(os.path.join(sweep_dir, t['name']))
+               for t in manifest['trials']}
+    logged = sorted({tag for found in scalars.values() for tag in found})
+    if logged and metric not in logged:
+        raise ConfigError(f'no trial logged --metric={metric}; logged: '
+                          + ', '.join(logged))
+    os.makedirs(output_dir, exist_ok=True)
+    rows = table(manifest, sweep_dir, scalars)
+    text = write_markdown(rows, os.path.join(output_dir, 'report.md'),
+                          manifest['sweep'])
+    write_csv(rows, os.path.join(output_dir, 'report.csv'))
+    if logged:
+        plot(manifest, scalars, metric, os.path.join(output_dir, 'plots'))
+    return text
+
+
+def _command(args: list[str]) -> int:
+    if len(args) != 1:
+        raise ConfigError('give one sweep directory, e.g. '
+                          'python -m scripts.report runs/sweeps/reformer_lsh')
+    output_dir = _OUTPUT_DIR.value or args[0]
+    print(report(args[0], _METRIC.value, output_dir))
+    print(f'Wrote report.md, report.csv and plots/ in {output_dir}')
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    return cli.run(FLAGS, argv, __doc__, _command)
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))

@@ -1,0 +1,124 @@
+"""scripts.report on a synthetic sweep directory (no training): rows for
+finished, failed, running and never-run trials, best vs final values, and
+bad input. The report of a real sweep run is in test_sweep_runs.py."""
+import csv
+import os
+
+import pytest
+
+from experiments.summaries import SummaryWriter
+from scripts import report, sweep_dir, sweeps
+
+SWEEP = sweeps.Sweep(base='reformer_copy.gin', mode='grid', axes={
+    'models.ReformerLM.n_hashes': [1, 2],
+    'models.ReformerLM.attention': ['lsh', 'full']})
+NAMES = ['n_hashes=1,attention=lsh', 'n_hashes=1,attention=full',
+         'n_hashes=2,attention=lsh', 'n_hashes=2,attention=full']
+
+
+def _log(trial_dir, eval_accuracy, steps_per_second):
+    evals = SummaryWriter(os.path.join(trial_dir, 'eval'))
+    train = SummaryWriter(os.path.join(trial_dir, 'train'))
+    for i, (accuracy, speed) in enumerate(zip(eval_accuracy,
+                                              steps_per_second)):
+        step = 2 * (i + 1)
+        evals.scalars(step, {'metrics/accuracy': accuracy,
+                             'metrics/loss': 1 - accuracy,
+                             'metrics/sequence_accuracy': accuracy / 2})
+        train.scalars(step, {'training/steps_per_second': speed})
+    evals.close()
+    train.close()
+
+
+@pytest.fixture
+def sweep_root(tmp_path):
+    root = str(tmp_path / 'sweep')
+    trials = sweeps.expand(SWEEP)
+    assert [t.name for t in trials] == NAMES
+    sweep_dir.write_manifest(root, sweep_dir.manifest('lsh', SWEEP, trials))
+    finished, failed, running = (os.path.join(root, n) for n in NAMES[:3])
+    _log(finished, [0.5, 0.9, 0.8], [1.0, 50.0, 60.0])
+    sweep_dir.write_status(finished, {'name': NAMES[0], 'state': 'finished',
+                                      'wall_time_s': 12.5, 'error': None})
+    _log(failed, [0.1], [2.0])
+    sweep_dir.write_status(failed, {'name': NAMES[1], 'state': 'failed',
+                                    'wall_time_s': 3.0,
+                                    'error': 'training diverged | at step 3'})
+    _log(running, [0.3, 0.4], [5.0, 7.0])
+    sweep_dir.write_status(running, {'name': NAMES[2], 'state': 'running'})
+    return root
+
+
+def _rows(path):
+    with open(path) as f:
+        return {row['trial']: row for row in csv.DictReader(f)}
+
+
+def test_rows_for_every_trial_with_final_and_best(sweep_root, tmp_path):
+    out = str(tmp_path / 'out')
+    markdown = report.report(sweep_root, 'eval/metrics/accuracy', out)
+    rows = _rows(os.path.join(out, 'report.csv'))
+    assert list(rows) == NAMES  # sweep order, including the never-run one
+    done = rows[NAMES[0]]
+    assert (done['n_hashes'], done['attention']) == ('1', 'lsh')
+    assert done['status'] == 'finished' and done['steps'] == '6'
+    assert float(done['eval_accuracy']) == pytest.approx(0.8)
+    assert float(done['best_eval_accuracy']) == pytest.approx(0.9)
+    assert float(done['eval_loss']) == pytest.approx(0.2)
+    assert float(done['best_eval_loss']) == pytest.approx(0.1)
+    assert float(done['best_eval_sequence_accuracy']) == pytest.approx(0.45)
+    # The first interval (compilation) is left out of steps/s.
+    assert float(done['steps_per_second']) == 55.0
+    assert done['wall_time_s'] == '12.5' and done['error'] == ''
+    assert rows[NAMES[1]]['status'] == 'failed'
+    assert rows[NAMES[1]]['error'] == 'training diverged | at step 3'
+    assert rows[NAMES[2]]['status'] == 'running'
+    assert rows[NAMES[3]]['status'] == 'not run'
+    assert rows[NAMES[3]]['eval_accuracy'] == ''
+    assert 'training diverged \\| at step 3' in markdown  # table intact
+    assert (f'| {NAMES[3]} | 2 | full | not run |' + '  |' * 10) in markdown
+    assert sorted(os.listdir(os.path.join(out, 'plots'))) == [
+        'eval_accuracy_over_steps.png', 'eval_accuracy_vs_attention.png',
+        'eval_accuracy_vs_n_hashes.png']
+
+
+def test_other_metric_names_the_plots(sweep_root, tmp_path):
+    out = str(tmp_path / 'out')
+    report.report(sweep_root, 'train/training/steps_per_second', out)
+    assert 'train_training_steps_per_second_vs_n_hashes.png' in os.listdir(
+        os.path.join(out, 'plots'))
+
+
+@pytest.mark.parametrize('args, message', [
+    (['{tmp}'], 'is not a sweep directory (it has no sweep.json'),
+    (['{root}', '--metric=accuracy'], '--metric must be <run>/<tag>'),
+    (['{root}', '--metric=eval/metrics/acc'],
+     'no trial logged --metric=eval/metrics/acc; logged: eval/metrics/'
+     'accuracy'),
+    ([], 'give one sweep directory'),
+])
+def test_bad_input(sweep_root, tmp_path, capsys, args, message):
+    before = sorted(os.listdir(sweep_root))
+    args = [a.format(tmp=tmp_path, root=sweep_root) for a in args]
+    assert report.main(['scripts.report', *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1, err
+    assert message in err
+    assert sorted(os.listdir(sweep_root)) == before  # nothing written
+
+
+def test_hparams_config_written_once_per_sweep(tmp_path):
+    root = str(tmp_path)
+    trials = sweeps.expand(SWEEP)
+    data = sweep_dir.manifest('lsh', SWEEP, trials)
+
+    def events():
+        return sorted(f for f in os.listdir(root) if f.startswith('events.'))
+    sweep_dir.write_manifest(root, data)
+    first = events()
+    sweep_dir.write_manifest(root, data)  # a rerun of the same sweep
+    assert events() == first and len(first) == 1
+    changed = sweep_dir.manifest('lsh', SWEEP, trials[:2])
+    sweep_dir.write_manifest(root, changed)  # the sweep file was edited
+    assert len(events()) == 1 and events() != first
+    assert sweep_dir.read_manifest(root)['trials'][1]['name'] == NAMES[1]

@@ -1,0 +1,209 @@
+"""Sweep files: expansion (grid, zip), trial names, validation, bad input.
+
+Everything here runs in-process without training; the local runs are in
+test_sweep_runs.py and the Cloud TPU backend in test_sweep_tpu.py.
+"""
+import os
+
+import pytest
+
+from experiments import main as experiments_main
+from experiments.config import ConfigError
+from scripts import sweep, sweeps
+
+SHRINK = ['experiments.Experiment.n_steps = 4']
+
+
+def _sweep(axes, mode='grid', base='codelab.gin', bindings=SHRINK):
+    return sweeps.Sweep(base=base, axes=axes, mode=mode, bindings=bindings)
+
+
+def test_grid_is_every_combination_first_axis_slowest():
+    trials = sweeps.expand(_sweep({'models.TransformerLM.n_heads': [1, 2],
+                                   'models.TransformerLM.d_ff': [16, 32, 64]}))
+    assert [t.name for t in trials] == [
+        'n_heads=1,d_ff=16', 'n_heads=1,d_ff=32', 'n_heads=1,d_ff=64',
+        'n_heads=2,d_ff=16', 'n_heads=2,d_ff=32', 'n_heads=2,d_ff=64']
+    assert trials[4].values == {'n_heads': 2, 'd_ff': 32}
+    # The sweep's bindings first, then one per axis, in axis order.
+    assert trials[4].bindings == (
+        'experiments.Experiment.n_steps = 4',
+        'models.TransformerLM.n_heads = 2', 'models.TransformerLM.d_ff = 32')
+
+
+def test_zip_takes_the_ith_value_of_every_axis():
+    trials = sweeps.expand(_sweep({'models.TransformerLM.n_heads': [1, 2, 4],
+                                   'models.TransformerLM.d_ff': [16, 32, 64]},
+                                  mode='zip'))
+    assert [t.name for t in trials] == ['n_heads=1,d_ff=16',
+                                        'n_heads=2,d_ff=32',
+                                        'n_heads=4,d_ff=64']
+
+
+def test_names_and_bindings_from_references_strings_and_floats():
+    trials = sweeps.expand(_sweep({
+        'experiments.Experiment.model': ['@models.TransformerLM()',
+                                         '@models.ReformerLM()'],
+        'models.ReformerLM.attention': ['lsh'],
+        'D_MODEL': [32],
+        'trax.supervised.lr_schedules.multifactor.constant': [1e-3],
+        'models.ReformerLM.n_buckets': [None]}))
+    assert [t.name for t in trials] == [
+        'model=TransformerLM,attention=lsh,d_model=32,constant=0.001,'
+        'n_buckets=None',
+        'model=ReformerLM,attention=lsh,d_model=32,constant=0.001,'
+        'n_buckets=None']
+    assert trials[1].bindings[1:] == (
+        'experiments.Experiment.model = @models.ReformerLM()',
+        "models.ReformerLM.attention = 'lsh'", 'D_MODEL = 32',
+        'trax.supervised.lr_schedules.multifactor.constant = 0.001',
+        'models.ReformerLM.n_buckets = None')
+
+
+def test_clashing_axis_keys_grow_until_unique():
+    keys = sweeps.axis_keys(['models.TransformerLM.d_model',
+                             'models.ReformerLM.d_model', 'N_LAYERS'])
+    assert keys == {'models.TransformerLM.d_model': 'TransformerLM.d_model',
+                    'models.ReformerLM.d_model': 'ReformerLM.d_model',
+                    'N_LAYERS': 'n_layers'}
+
+
+def test_expansion_is_deterministic():
+    axes = {'models.TransformerLM.n_heads': [2, 1], 'D_MODEL': [64, 32]}
+    assert sweeps.expand(_sweep(axes)) == sweeps.expand(_sweep(axes))
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(axes={'a.b': [1, 2]}, mode='cube'), "Sweep.mode must be one of"),
+    (dict(axes={'a.b': []}), "Sweep.axes['a.b'] must be a non-empty list"),
+    (dict(axes={'a.b': [1, 1]}), "Sweep.axes['a.b'] repeats a value"),
+    (dict(axes={}), 'Sweep.axes must map gin parameter names'),
+    (dict(axes={'a.b': [1, 2], 'c.d': [1]}, mode='zip'),
+     'every axis needs the same number of values'),
+    (dict(axes={'a.b': [1]}, base=''), 'Sweep.base must be a gin file'),
+    (dict(axes={'a.b': [1]}, bindings='x.y = 1'),
+     'Sweep.bindings must be a list'),
+])
+def test_bad_sweeps_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace('[', r'\[')):
+        _sweep(**{'bindings': SHRINK, **kwargs})
+
+
+def test_values_that_name_the_same_trial_are_rejected():
+    with pytest.raises(ConfigError, match="share the name 'n_heads=1'"):
+        sweeps.expand(_sweep({'models.TransformerLM.n_heads': [1, '1']}))
+
+
+def _write(tmp_path, axes, name='tiny.gin', mode='grid', extra=''):
+    path = tmp_path / name
+    path.write_text(f"""# A test sweep.
+import scripts.sweeps
+scripts.Sweep.base = 'codelab.gin'
+scripts.Sweep.bindings = {SHRINK!r}
+scripts.Sweep.axes = {axes}
+scripts.Sweep.mode = '{mode}'
+{extra}""")
+    return str(path)
+
+
+def test_load_then_validate_every_trial(tmp_path):
+    path = _write(tmp_path, "{'models.TransformerLM.n_heads': [1, 2], "
+                            "'D_MODEL': [16, 32]}",
+                  extra='models.TransformerLM.d_model = %D_MODEL\n')
+    loaded = sweeps.load(path)
+    assert loaded.base == ('codelab.gin',)
+    assert loaded.mode == 'grid'
+    assert loaded.bindings == tuple(SHRINK)
+    # Bindings written in the sweep file itself do not leak into trials.
+    trials = sweeps.expand(loaded)
+    assert len(trials) == 4
+    with pytest.raises(ConfigError, match='no effect'):
+        sweeps.validate(loaded, trials)  # D_MODEL is bound to nothing
+
+
+@pytest.mark.parametrize('axes, message', [
+    ("{'models.TransformerLM.n_haeds': [1, 2]}",
+     "trial n_haeds=1: --gin_param='models.TransformerLM.n_haeds = 1'"),
+    ("{'models.TransformerLM.n_heads': [2, 3]}",
+     'trial n_heads=3: TransformerLM.d_model=32 is not divisible by '
+     'TransformerLM.n_heads=3'),
+    ("{'D_MODLE': [16, 32]}", "axis 'D_MODLE' has no effect on any trial"),
+    ("{'models.ReformerLM.n_hashes': [1, 2]}",
+     "axis 'models.ReformerLM.n_hashes' has no effect"),
+])
+def test_validation_names_the_bad_axis_or_trial(tmp_path, axes, message):
+    loaded = sweeps.load(_write(tmp_path, axes))
+    with pytest.raises(ConfigError) as raised:
+        sweeps.validate(loaded, sweeps.expand(loaded))
+    assert message in str(raised.value)
+
+
+def test_a_macro_axis_used_by_a_binding_is_valid(tmp_path):
+    loaded = sweeps.load(_write(
+        tmp_path, "{'D_MODEL': [16, 32]}",
+        extra="scripts.Sweep.bindings = ['models.TransformerLM.d_model = "
+              "%D_MODEL']\n"))
+    sweeps.validate(loaded, sweeps.expand(loaded))
+
+
+def test_each_trial_is_a_normal_experiments_main_run(tmp_path, capsys):
+    loaded = sweeps.load(_write(tmp_path,
+                                "{'models.TransformerLM.n_heads': [1, 2]}"))
+    trial = sweeps.expand(loaded)[1]
+    args = sweeps.main_args(loaded, trial, str(tmp_path / 'out'))
+    assert args[:3] == ['-m', 'experiments.main', '--gin_file=codelab.gin']
+    gin_files = [a.split('=', 1)[1] for a in args if a.startswith('--gin_f')]
+    params = [a.split('=', 1)[1] for a in args if a.startswith('--gin_p')]
+    assert experiments_main.run(gin_files, params, str(tmp_path / 'out'),
+                                dry_run=True) == 0
+    assert 'TransformerLM.n_heads = 2' in capsys.readouterr().out
+
+
+def _cli(*args):
+    return sweep.main(['scripts.sweep', *args])
+
+
+def test_cli_typo_in_an_axis_fails_before_any_trial(tmp_path, capsys):
+    path = _write(tmp_path, "{'models.TransformerLM.n_haeds': [1, 2]}")
+    out = tmp_path / 'runs'
+    assert _cli(f'--gin_file={path}', f'--output_dir={out}') == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: trial n_haeds=1: ') and err.count('\n') == 1
+    assert 'n_haeds' in err and 'Traceback' not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    ([], 'give the sweep file with --gin_file'),
+    (['--gin_file=nope.gin'], "sweep file nope.gin: gin file not found"),
+    (['--gin_file=codelab.gin'], 'sweep file codelab.gin: '),
+    (['--gin_file={sweep}', '--trial=n_heads=3'],
+     '--trial=n_heads=3 is not a trial of'),
+    (['--gin_file={sweep}', '--parallel=0'], 'parallel'),
+    (['--gin_file={sweep}', '--backend=tpu', '--zone=z', '--bucket=gs://b'],
+     '--backend=tpu needs --tpu_name'),
+    (['--gin_file={sweep}', '--backend=tpu', '--tpu_name=t', '--zone=z',
+      '--bucket=/local'], '--bucket must be a gs:// path'),
+    (['--gin_file={sweep}', 'extra'], "unexpected arguments ['extra']"),
+])
+def test_cli_bad_input(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, "{'models.TransformerLM.n_heads': [1, 2]}")
+    assert _cli(*[a.format(sweep=path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1, err
+    assert message in err
+    assert sorted(os.listdir(tmp_path)) == ['tiny.gin']  # nothing written
+
+
+def test_cli_dry_run_prints_each_trial_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, "{'models.TransformerLM.n_heads': [1, 2]}")
+    assert _cli(f'--gin_file={path}', '--dry_run') == 0
+    out = capsys.readouterr().out
+    assert '# n_heads=2: to run' in out
+    assert ("python -m experiments.main --gin_file=codelab.gin "
+            "'--gin_param=experiments.Experiment.n_steps = 4' "
+            "'--gin_param=models.TransformerLM.n_heads = 2' "
+            "--output_dir=runs/sweeps/tiny/n_heads=2") in out
+    assert sorted(os.listdir(tmp_path)) == ['tiny.gin']

@@ -1,15 +1,14 @@
 """Run trax 1.4.1's own tests for the parts we use, under the JAX bridge.
 
-    python -m experiments.trax_upstream_tests [extra pytest args]
+    python -m experiments.trax_upstream_tests [--only=RUN] [extra pytest args]
 
 (from the repo root; exit code 0 = pass). The test modules ship inside the
-installed trax wheel. Two pytest runs, each in a fresh process:
-  1. all of `UPSTREAM_MODULES` on the default devices (1 CPU on CI);
-  2. `MULTI_DEVICE_MODULES` on 2 CPU devices (XLA's forced host device
-     count), so trax's data-parallel paths (pmap, replicated and sharded
-     weights, memory-efficient trainer) run too; with 1 device they return
-     early.
-This module is also the pytest plugin of both runs: it applies
+installed trax wheel. One pytest process per entry of `RUNS`: trax's tests
+for the layers, models, decoding and training we use on the default devices
+(1 CPU on CI), then those with data-parallel paths (pmap, replicated and
+sharded weights, memory-efficient trainer) again on 2 CPU devices (XLA's
+forced host device count); with 1 device those paths return early.
+This module is also the pytest plugin of every run: it applies
 `experiments.trax_bridge` before collection imports trax, lets absltest-based
 tests run under pytest, deselects `UPSTREAM_DESELECTED` and marks the known
 failures in `UPSTREAM_XFAILS` as strict expected failures, so a new failure
@@ -18,27 +17,30 @@ failures in `UPSTREAM_XFAILS` as strict expected failures, so a new failure
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence
 
 import pytest
 
-UPSTREAM_MODULES = (
-    'trax.models.transformer_test',
-    'trax.models.reformer.reformer_test',
-    'trax.layers.research.efficient_attention_test',
-    'trax.layers.reversible_test',
-    'trax.layers.acceleration_test',
-    'trax.supervised.decoding_test',
-    'trax.supervised.training_test',
-)
-MULTI_DEVICE_MODULES = (
-    'trax.layers.acceleration_test',
-    'trax.supervised.decoding_test',
-    'trax.supervised.training_test',
-)
 MULTI_DEVICE_COUNT = 2
+# name -> (test modules, forced CPU device count or None for the default
+# devices). The default-device modules are split in three so that a parallel
+# test session can spread them; the last run repeats the modules that have
+# data-parallel paths on 2 CPU devices.
+RUNS = {
+    'attention': (('trax.layers.research.efficient_attention_test',), None),
+    'models': (('trax.models.transformer_test',
+                'trax.models.reformer.reformer_test',
+                'trax.layers.reversible_test'), None),
+    'training': (('trax.layers.acceleration_test',
+                  'trax.supervised.decoding_test',
+                  'trax.supervised.training_test'), None),
+    'two_devices': (('trax.layers.acceleration_test',
+                     'trax.supervised.decoding_test',
+                     'trax.supervised.training_test'), MULTI_DEVICE_COUNT),
+}
 
 # Known failures, keyed 'module::Class::test'. Each reason says why it does
 # not matter for us: we train TransformerLM/ReformerLM from scratch on
@@ -80,6 +82,9 @@ UPSTREAM_DESELECTED: Dict[str, str] = {
         '~100 s on 2 CPU cores; tl.Chunk memory stress, tl.Chunk unused by us',
     'trax.layers.acceleration_test::AccelerationTest::test_chunk_grad_memory':
         '>10 min on 2 CPU cores; tl.Chunk memory stress, unused by us',
+    _DECODING + 'test_autoregressive_sample_transformerlm_tfnp':
+        '~30 s on 2 CPU cores; runs trax on its TensorFlow-NumPy backend,'
+        ' which we never use (we run on JAX)',
     'trax.supervised.training_test::TrainingTest::test_train_memory_efficient':
         'a 4G-weight model: trax says it needs >16 GB RAM (TPU only) and it'
         ' is OOM-killed at 24 GB with 2 devices; returns early on 1 device',
@@ -161,15 +166,30 @@ def _env(n_cpu_devices: Optional[int]) -> Dict[str, str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     extra = list(sys.argv[1:] if argv is None else argv)
-    runs = (('default devices', UPSTREAM_MODULES, None),
-            (f'{MULTI_DEVICE_COUNT} CPU devices', MULTI_DEVICE_MODULES,
-             MULTI_DEVICE_COUNT))
+    names = list(RUNS)
+    for arg in [a for a in extra if a.startswith('--only=')]:
+        extra.remove(arg)
+        names = arg[len('--only='):].split(',')
+        unknown = sorted(set(names) - set(RUNS))
+        if unknown:
+            print(f'error: unknown run(s) {unknown}; choose from {list(RUNS)}',
+                  file=sys.stderr)
+            return 2
     results = []
-    for name, modules, n_devices in runs:
-        print(f'=== trax upstream tests on {name} ===', flush=True)
+    for name in names:
+        modules, n_devices = RUNS[name]
+        print(f'=== trax upstream tests, {name} '
+              f'({n_devices or "default"} devices) ===', flush=True)
         args = upstream_pytest_args(modules, extra)
-        rc = subprocess.call([sys.executable, '-m', 'pytest', *args],
-                             env=_env(n_devices))
+        command = [sys.executable, '-m', 'pytest', *args]
+        rc = subprocess.call(command, env=_env(n_devices))
+        if rc == -signal.SIGABRT:
+            # Seen once in ~10 runs, on 2 forced CPU devices with the machine
+            # heavily overloaded: XLA aborted the process (no Python error)
+            # inside trax's decoding test. A test failure never retries.
+            print(f'=== {name}: the process aborted (SIGABRT); retrying '
+                  'once ===', flush=True)
+            rc = subprocess.call(command, env=_env(n_devices))
         # 5 = nothing collected: fine only when the caller filtered (-k).
         results.append(0 if rc == 5 and extra else rc)
         print(f'=== {name}: exit code {rc} ===', flush=True)

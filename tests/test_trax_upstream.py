@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import experiments.trax_bridge as trax_bridge  # before trax
+from experiments import trax_upstream_tests
 import jax
 import numpy as np
 import pytest
@@ -136,8 +137,10 @@ def test_two_device_training_resume_and_decoding(tmp_path):
     assert rc == 0 and 'TWO_DEVICES_OK' in out, out[-6000:]
 
 
-def test_trax_upstream_tests_pass():
+@pytest.mark.parametrize('run', sorted(trax_upstream_tests.RUNS))
+def test_trax_upstream_tests_pass(run):
     """trax 1.4.1's own tests for what we use, known failures xfail(strict)."""
-    rc, out = _run(['-m', 'experiments.trax_upstream_tests'], timeout=1800)
+    rc, out = _run(['-m', 'experiments.trax_upstream_tests', f'--only={run}'],
+                   timeout=1800)
     if rc != 0:
         pytest.fail(f'upstream trax tests failed (exit {rc}):\n{out[-12000:]}')

@@ -4,17 +4,16 @@ One module-scoped run serves every test: two trials, two at a time. Before
 it, trial A is left as a killed run with a checkpoint at step 2, and trial B
 is blocked (a file where its checkpoints go), so the first sweep resumes A
 and records B as failed; the second, unblocked, skips A and retries B.
+The last test interrupts a long sweep of its own.
 """
 import contextlib
 import csv
 import io
-import json
 import os
 import re
 import shlex
 import signal
-import subprocess
-import sys
+import threading
 import time
 
 import pytest
@@ -23,8 +22,8 @@ from experiments import checkpoints
 from experiments import main as experiments_main
 from experiments.summaries import read_scalars
 from scripts import report, sweep, sweep_dir, sweeps
+from scripts.local_runner import LocalRunner
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = """# Two tiny TransformerLMs on copy (tests only).
 import scripts.sweeps
 scripts.Sweep.base = 'codelab.gin'
@@ -34,6 +33,7 @@ scripts.Sweep.bindings = [
     'experiments.Experiment.checkpoint_every = 2',
     'experiments.Experiment.n_eval_batches = 1',
     'models.TransformerLM.d_model = 16',
+    'models.TransformerLM.n_layers = 1',
     'tasks.copy.batch_size = 4',
 ]
 scripts.Sweep.axes = {{
@@ -209,39 +209,51 @@ def test_report_writes_table_and_plots(tiny, tmp_path):
 
 
 def test_ctrl_c_stops_trials_cleanly_and_they_resume(tmp_path):
-    """The real command, interrupted while a trial trains: the trial is
-    stopped, marked interrupted, and the sweep lists it to run again."""
+    """Ctrl-C while a trial trains: the trial is stopped (SIGINT, so it
+    exits by itself), marked interrupted, and listed to run again."""
     sweep_file = tmp_path / 'long.gin'
     sweep_file.write_text(TINY.format(n_steps=10**6).replace(
         "[16, 32]", "[16]").replace("[1, 2]", "[1]"))
-    root = tmp_path / 'runs'
-    command = [sys.executable, '-m', 'scripts.sweep',
-               f'--gin_file={sweep_file}', f'--output_dir={root}']
-    driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, 'PYTHONPATH': REPO})
-    log = root / A / sweep_dir.LOG
-    try:
+    loaded = sweeps.load(str(sweep_file))
+    trials = sweeps.expand(loaded)
+    root = str(tmp_path / 'runs')
+    manifest = sweep_dir.manifest('long', loaded, trials)
+    sweep_dir.write_manifest(root, manifest)
+    printed = io.StringIO()
+    runner = LocalRunner(loaded, manifest, root, out=printed)
+    log = os.path.join(root, A, sweep_dir.LOG)
+    trained, returned = threading.Event(), threading.Event()
+
+    def press_ctrl_c_once_training():
         deadline = time.monotonic() + 600
-        while not re.search(r'^step +4/', log.read_text() if log.exists()
-                            else '', re.M):
-            assert driver.poll() is None, driver.stdout.read()
-            assert time.monotonic() < deadline, 'the trial never trained'
-            time.sleep(1)
-        driver.send_signal(signal.SIGINT)
-        out, _ = driver.communicate(timeout=120)
+        while not returned.is_set() and time.monotonic() < deadline:
+            if os.path.exists(log):
+                with open(log) as f:
+                    if re.search(r'^step +4/', f.read(), re.M):
+                        trained.set()
+                        break
+            time.sleep(0.5)
+        if not returned.is_set():
+            os.kill(os.getpid(), signal.SIGINT)  # lands in the runner's loop
+
+    helper = threading.Thread(target=press_ctrl_c_once_training)
+    helper.start()
+    try:
+        status = runner.run(trials)
     finally:
-        if driver.poll() is None:
-            driver.send_signal(signal.SIGINT)
-            driver.wait(60)
-    assert driver.returncode == 130, out
-    assert 'Rerun the same command to resume' in out
-    status = json.loads((log.parent / sweep_dir.STATUS).read_text())
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        returned.set()
+        helper.join()
+        signal.signal(signal.SIGINT, previous)
+    assert trained.is_set(), 'the trial never trained'
+    assert status == 130
+    assert 'Rerun the same command to resume' in printed.getvalue()
+    status = _status(root, A)
     assert status['state'] == 'interrupted'
     assert status['exit_code'] != -signal.SIGKILL  # it stopped by itself
     with pytest.raises(ProcessLookupError):
         os.kill(status['pid'], 0)  # and is gone
-    assert checkpoints.list_steps(str(log.parent))  # something to resume
+    assert checkpoints.list_steps(os.path.join(root, A))  # to resume from
     status, printed = _sweep(f'--gin_file={sweep_file}',
                              f'--output_dir={root}', '--dry_run')
     assert status == 0 and f'# {A}: to run' in printed

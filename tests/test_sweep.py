@@ -1,15 +1,17 @@
-"""Sweep files: expansion (grid, zip), trial names, validation, bad input.
+"""Sweep files: expansion (grid, zip), trial names, validation, bad input,
+and the runner's status lines.
 
 Everything here runs in-process without training; the local runs are in
 test_sweep_runs.py and the Cloud TPU backend in test_sweep_tpu.py.
 """
+import io
 import os
 
 import pytest
 
 from experiments import main as experiments_main
 from experiments.config import ConfigError
-from scripts import sweep, sweeps
+from scripts import local_runner, sweep, sweeps
 
 SHRINK = ['experiments.Experiment.n_steps = 4']
 
@@ -207,3 +209,55 @@ def test_cli_dry_run_prints_each_trial_command(tmp_path, monkeypatch, capsys):
             "'--gin_param=models.TransformerLM.n_heads = 2' "
             "--output_dir=runs/sweeps/tiny/n_heads=2") in out
     assert sorted(os.listdir(tmp_path)) == ['tiny.gin']
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_status_lines_in_a_log_change_only_with_the_state():
+    out = io.StringIO()
+    board = local_runner.StatusBoard(['a=1', 'a=22'], out)
+    board.set('a=1', 'running', '0m01s  starting')
+    board.set('a=1', 'running', '0m02s  step 2/4')  # progress: no new line
+    board.set('a=22', 'failed', '0m03s  boom')
+    board.draw()
+    assert out.getvalue() == ('a=1   running     0m01s  starting\n'
+                              'a=22  failed      0m03s  boom\n')
+
+
+def test_status_block_is_redrawn_in_place_on_a_terminal():
+    out = _Terminal()
+    board = local_runner.StatusBoard(['a=1', 'a=2'], out)
+    board.set('a=1', 'running', 'step 2/4')
+    board.draw()
+    first = out.getvalue()
+    assert first == ('\x1b[2Ka=1  running     step 2/4\n'
+                     '\x1b[2Ka=2  pending\n')
+    board.set('a=1', 'finished', 'final acc 1.0000')
+    board.draw()
+    # Back up over the two lines just drawn, then overwrite them.
+    assert out.getvalue()[len(first):].startswith(
+        '\x1b[2F\x1b[2Ka=1  finished    final acc 1.0000\n')
+
+
+def test_progress_and_error_lines_from_a_trial_log():
+    log = ('Training TransformerLM on copy\n'
+           'step   2/400 | train loss 3.7 acc 0.0000 | eval loss 3.9 acc '
+           '0.1250 seq_acc 0.0000 | 0.1 steps/s\n'
+           'step 200/400 | train loss 0.1 acc 0.9000 | eval loss 0.2 acc '
+           '0.9500 seq_acc 0.5000 | 71.5 steps/s\n')
+    assert local_runner.progress(log) == (
+        'step 200/400 acc 0.9500 seq_acc 0.5000 71.5 steps/s')
+    assert local_runner.progress(
+        log + 'Final eval: loss 0.1, accuracy 0.9900, sequence_accuracy '
+        '0.8000\n') == 'final acc 0.9900 seq_acc 0.8000'
+    assert local_runner.progress('importing\n') == 'starting'
+    assert local_runner.error_line(
+        log + 'error: training diverged: the loss is nan at step 3\n'
+        'Traceback? no\n') == 'training diverged: the loss is nan at step 3'
+    assert local_runner.error_line(
+        'Traceback (most recent call last):\n  ...\n'
+        'FileExistsError: [Errno 17] File exists\n') == (
+        'FileExistsError: [Errno 17] File exists')

@@ -23,7 +23,7 @@ from scripts import sweep_dir as layout
 from scripts.sweeps import Sweep, Trial, main_args
 
 # experiments.main's progress line, e.g.
-# step 200/600 | train loss .. | eval loss 0.1 acc 0.97 seq_acc 0.5 | 3.1 steps/s
+# step 200/600 | train loss .. | eval loss 0.1 acc 0.97 seq_acc 0.5 | 3 steps/s
 _PROGRESS = re.compile(r'^step +(\d+)/(\d+) \|.*\| eval loss \S+ acc (\S+) '
                        r'seq_acc (\S+) \| (\S+) steps/s', re.M)
 _FINAL = re.compile(r'^Final eval: .*accuracy (\S+), sequence_accuracy (\S+)',
@@ -44,7 +44,7 @@ def _log_tail(path: str, offset: int) -> str:
 
 
 def progress(log_text: str) -> str:
-    """`step 200/600 acc 0.973 seq_acc 0.500 3.1 steps/s` from a trial's log."""
+    """`step 200/600 acc 0.97 seq_acc 0.50 3.1 steps/s` from a trial's log."""
     final = _FINAL.findall(log_text)
     if final:
         return f'final acc {final[-1][0]} seq_acc {final[-1][1]}'

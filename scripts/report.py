@@ -1,7 +1,7 @@
 r"""Tables and plots of a sweep's results, read from its TensorBoard events.
 
     python -m scripts.report runs/sweeps/reformer_lsh
-    python -m scripts.report runs/sweeps/reformer_lsh --metric=eval/metrics/loss
+    python -m scripts.report runs/sweeps/model_sizes --metric=eval/metrics/loss
 
 Writes into the sweep directory (or --output_dir):
   report.md, report.csv   one row per trial: its swept values, status, last

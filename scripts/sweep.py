@@ -102,7 +102,8 @@ def _print_local_plan(sweep, trials, root) -> None:
     for trial in trials:
         trial_dir = os.path.join(root, trial.name)
         done = layout.is_finished(layout.read_status(trial_dir))
-        print(f'# {trial.name}: ' + ('finished, skipped' if done else 'to run'))
+        print(f'# {trial.name}: '
+              + ('finished, skipped' if done else 'to run'))
         print(shlex.join(['python'] + sweeps.main_args(sweep, trial,
                                                        trial_dir)))
     print(f'# dry run: {len(trials)} valid trial(s); would write to {root}')

@@ -69,8 +69,8 @@ class Sweep:
                              f'{self.mode!r}')
         lengths = {name: len(v) for name, v in self.axes.items()}
         if self.mode == 'zip' and len(set(lengths.values())) > 1:
-            raise ValueError(f'Sweep.mode is zip, so every axis needs the same '
-                             f'number of values; got {lengths}')
+            raise ValueError('Sweep.mode is zip, so every axis needs the '
+                             f'same number of values; got {lengths}')
         if isinstance(self.bindings, str) or not all(
                 isinstance(b, str) for b in self.bindings):
             raise ValueError('Sweep.bindings must be a list of gin binding '
@@ -149,8 +149,8 @@ def expand(sweep: Sweep) -> list[Trial]:
     names = [t.name for t in trials]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigError(f'two trials would share the name {duplicates[0]!r}; '
-                          'make the axis values distinct')
+        raise ConfigError('two trials would share the name '
+                          f'{duplicates[0]!r}; make the axis values distinct')
     return trials
 
 
@@ -194,7 +194,7 @@ def _operative_keys() -> set[tuple[str, str]]:
 
 
 def validate(sweep: Sweep, trials: Sequence[Trial]) -> None:
-    """Parses and builds every trial's experiment in-process; gin is left clear.
+    """Parses and builds every trial's experiment in-process; leaves gin clear.
 
     Raises ConfigError naming the first bad trial, or an axis that no trial
     uses (a misspelt macro, or a model the experiment never builds).

@@ -201,7 +201,8 @@ def test_report_writes_table_and_plots(tiny, tmp_path):
                                                'status |')
     assert f'| {B} | 32 | 2 | finished | 4 |' in markdown
     plots = sorted(os.listdir(out / 'plots'))
-    assert plots == ['eval_accuracy_over_steps.png', 'eval_accuracy_vs_d_ff.png',
+    assert plots == ['eval_accuracy_over_steps.png',
+                     'eval_accuracy_vs_d_ff.png',
                      'eval_accuracy_vs_n_heads.png']
     for name in plots:
         data = (out / 'plots' / name).read_bytes()

@@ -22,7 +22,8 @@ import json, os, shutil, sys
 args = sys.argv[1:]
 with open(os.environ['GCLOUD_LOG'], 'a') as log:
     log.write(json.dumps(args) + '\n')
-if os.environ.get('GCLOUD_FAIL') and os.environ['GCLOUD_FAIL'] in ' '.join(args):
+fail = os.environ.get('GCLOUD_FAIL')
+if fail and fail in ' '.join(args):
     print('ERROR: (gcloud) stand-in failure')
     sys.exit(1)
 if args[:2] == ['storage', 'cat']:

@@ -18,16 +18,17 @@ class SummaryWriter:
     def __init__(self, logdir: str):
         self._writer = EventFileWriter(logdir)
 
-    def _add(self, summary, step: int) -> None:
+    def summary(self, summary: summary_pb2.Summary, step: int) -> None:
+        """Writes a ready-made summary (e.g. an HParams one) at `step`."""
         self._writer.add_event(event_pb2.Event(
             wall_time=time.time(), step=int(step), summary=summary))
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for tag, value in values.items():
-            self._add(scalar_summary.scalar_pb(tag, float(value)), step)
+            self.summary(scalar_summary.scalar_pb(tag, float(value)), step)
 
     def text(self, step: int, tag: str, markdown: str) -> None:
-        self._add(text_summary.text_pb(tag, markdown), step)
+        self.summary(text_summary.text_pb(tag, markdown), step)
 
     def flush(self) -> None:
         self._writer.flush()

@@ -21,10 +21,8 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
-from tensorboard.compat.proto import event_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
 from experiments.config import ConfigError
+from experiments.summaries import SummaryWriter
 from scripts.sweeps import Sweep, Trial, axis_keys, short_value
 
 MANIFEST = 'sweep.json'
@@ -88,9 +86,8 @@ def _hparam_converters(data: dict) -> dict[str, Callable[[Any], Any]]:
 
 def _write_summary(logdir: str, summary) -> None:
     """One summary event in a new event file under `logdir`."""
-    writer = EventFileWriter(logdir)
-    writer.add_event(event_pb2.Event(wall_time=time.time(), step=0,
-                                     summary=summary))
+    writer = SummaryWriter(logdir)
+    writer.summary(summary, step=0)
     writer.close()
 
 

@@ -23,7 +23,7 @@ setup(
         'tensorboard',  # TensorFlow no longer brings it
         'matplotlib',  # sweep report plots
     ],
-    extras_require={'test': ['pytest', 'hypothesis']},
+    extras_require={'test': ['pytest', 'pytest-xdist', 'hypothesis']},
     entry_points={'console_scripts': [
         'seq-lab-train = experiments.main:console',
     ]},

@@ -23,6 +23,7 @@ from trax import layers as tl
 from trax import shapes
 
 from experiments import checkpoints
+from experiments import decoding
 from experiments import summaries
 from experiments.summaries import SummaryWriter
 from models.language_models import LanguageModel
@@ -51,6 +52,10 @@ class Experiment:
     eval_every / checkpoint_every: cadence in steps; the last step always
       evaluates and checkpoints.
     n_devices: data-parallel devices; None uses every local device.
+    decode_eval_every: every this many steps (a multiple of eval_every, and
+      at the last step) also measure exact_match: the share of eval examples
+      whose whole answer the model generates itself (greedy, predict mode).
+      0 turns it off.
     """
 
     task: SequenceTask
@@ -63,6 +68,7 @@ class Experiment:
     checkpoint_every: int = 500
     seed: int = 0
     n_devices: int | None = None
+    decode_eval_every: int = 0
 
     def __post_init__(self):
         for field in ('n_steps', 'eval_every', 'n_eval_batches',
@@ -95,6 +101,16 @@ class Experiment:
             raise ValueError('Experiment.model must be a model such as '
                              f'@models.ReformerLM(), got {self.model!r}')
         self.model.check(self.task.length, self.task.vocab_size)
+        if (not isinstance(self.decode_eval_every, int)
+                or isinstance(self.decode_eval_every, bool)
+                or self.decode_eval_every < 0
+                or self.decode_eval_every % self.eval_every):
+            raise ValueError(
+                'Experiment.decode_eval_every must be 0 (off) or a multiple '
+                f'of eval_every={self.eval_every}, got '
+                f'{self.decode_eval_every!r}')
+        if self.decode_eval_every:
+            decoding.check_decodable(self.model, self.task.length)
         n_devices = self.resolved_n_devices()
         if self.task.batch_size % n_devices:
             raise ValueError(
@@ -116,7 +132,9 @@ def _progress_line(step: int, n_steps: int, train: dict, evals: dict,
     return (f'step {step:>{len(str(n_steps))}}/{n_steps} | '
             f'train loss {train["loss"]:.4f} acc {train["accuracy"]:.4f} | '
             f'eval loss {evals["loss"]:.4f} acc {evals["accuracy"]:.4f} '
-            f'seq_acc {evals["sequence_accuracy"]:.4f} | '
+            f'seq_acc {evals["sequence_accuracy"]:.4f} '
+            + (f'exact {evals["exact_match"]:.4f} ' if 'exact_match' in evals
+               else '') + '| '
             f'{steps_per_second:.1f} steps/s')
 
 
@@ -178,6 +196,15 @@ class TrainingRun:
     def evaluate(self) -> dict[str, float]:
         stream = self.exp.task.stream('eval')
         return self.metrics(next(stream) for _ in range(self.exp.n_eval_batches))
+
+    def exact_match(self) -> float:
+        """Decoded exact match on the eval batches, with current weights."""
+        decoder = decoding.decoder_for(self.exp.model, self.exp.task.length,
+                                       seed=self.exp.seed)
+        batches = (self.exp.task.batch('eval', i)
+                   for i in range(self.exp.n_eval_batches))
+        return decoding.exact_match(
+            decoder, self.trainer.model_with_loss.weights[0], batches)
 
     def learning_rate(self, step: int) -> float | None:
         schedule = self.exp.lr_schedule
@@ -307,6 +334,9 @@ def train(experiment: Experiment, output_dir: str,
                     time.perf_counter() - start_time)
                 train_metrics = {**run.metrics([batch]), 'loss': train_loss}
                 evals = run.evaluate()
+                if exp.decode_eval_every and (
+                        run.step % exp.decode_eval_every == 0 or last):
+                    evals['exact_match'] = run.exact_match()
                 train_writer.scalars(run.step, {
                     **{f'metrics/{k}': v for k, v in train_metrics.items()},
                     'training/learning_rate': run.learning_rate(run.step) or 0.0,

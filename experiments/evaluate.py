@@ -1,0 +1,117 @@
+r"""Evaluates a trained checkpoint, optionally under other settings.
+
+    python -m experiments.evaluate --output_dir=runs/reformer_copy
+    python -m experiments.evaluate --output_dir=runs/reformer_copy \
+        --gin_param='models.ReformerLM.n_hashes=8'
+
+Prints the eval split's teacher-forced metrics (loss, accuracy,
+sequence_accuracy, as in training) and exact_match: the share of examples
+whose whole answer the model generates itself (greedy, predict mode). Saves
+them as JSON under <output_dir>/evaluations/. Bindings may change settings
+that keep the weights' shapes (n_hashes, n_buckets, chunk_len, attention,
+task length); `LSHSelfAttention.<x>` is read as `models.ReformerLM.<x>`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import Sequence
+
+from experiments import trax_bridge  # noqa: F401  (must precede trax)
+from absl import flags
+from absl import logging
+import jax
+import numpy as np
+from trax import layers as tl
+from trax import shapes
+
+from experiments import decoding, restore, training
+from experiments.config import ConfigError
+from scripts import cli
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string('output_dir', None, 'Run directory to evaluate.',
+                    flag_values=FLAGS)
+flags.DEFINE_multi_string('gin_param', [], 'Gin binding applied after the '
+                          "run's config.gin; repeatable.", flag_values=FLAGS)
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).',
+                     flag_values=FLAGS)
+flags.DEFINE_integer('num_batches', None, 'Eval batches (default: the '
+                     "experiment's n_eval_batches).", lower_bound=1,
+                     flag_values=FLAGS)
+
+RESULTS_DIR = 'evaluations'
+
+
+def evaluate(restored, n_batches: int | None = None) -> dict[str, float]:
+    """Teacher-forced metrics and decoded exact match on the eval split."""
+    exp = restored.experiment
+    batches = [exp.task.batch('eval', i)
+               for i in range(n_batches or exp.n_eval_batches)]
+    model = tl.Serial(exp.model('eval'), tl.Branch(*training._metric_layers()))
+    rng = jax.random.PRNGKey(exp.seed)
+    _, fresh = model.init(shapes.signature(batches[0]), rng=rng)
+    weights = (restored.weights, model.weights[1])
+    state = (restore.fitting_state(restored.state, fresh[0]), fresh[1])
+    forward = jax.jit(model.pure_fn)
+    values = [np.asarray(forward(b, weights, state, rng)[0], np.float64)
+              for b in batches]
+    metrics = dict(zip(training.METRIC_NAMES, np.mean(values, axis=0)))
+    decoder = decoding.decoder_for(exp.model, exp.task.length, seed=exp.seed)
+    metrics['exact_match'] = decoding.exact_match(decoder, restored.weights,
+                                                  batches)
+    return {name: float(value) for name, value in metrics.items()}
+
+
+def results_path(output_dir: str, step: int, overrides: Sequence[str]) -> str:
+    """evaluations/step_00002000[__<overrides>].json in the run directory."""
+    name = f'step_{step:08d}'
+    if overrides:
+        slug = '+'.join(re.sub(r'[\s\'"]+', '', b) for b in overrides)
+        name += '__' + re.sub(r'[^A-Za-z0-9_.=+-]', '_', slug)
+    return os.path.join(output_dir, RESULTS_DIR, name + '.json')
+
+
+def run(output_dir: str | None, gin_params: Sequence[str] = (),
+        step: int | None = None, num_batches: int | None = None) -> int:
+    """The whole command after flag parsing; returns the exit status."""
+    logging.set_verbosity(logging.WARNING)
+    if not output_dir:
+        raise ConfigError('give --output_dir, the run to evaluate')
+    restored = restore.restore(output_dir, gin_params, step)
+    exp = restored.experiment
+    metrics = evaluate(restored, num_batches)
+    n_examples = (num_batches or exp.n_eval_batches) * exp.task.batch_size
+    settings = ', '.join(restored.overrides) or 'its trained settings'
+    print(f'{output_dir} at step {restored.step} under {settings}, on '
+          f'{n_examples} eval examples of {exp.task.name} (length '
+          f'{exp.task.length}):')
+    print('  ' + '  '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
+    path = results_path(output_dir, restored.step, restored.overrides)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + '.tmp', 'w') as f:
+        json.dump({'output_dir': output_dir, 'step': restored.step,
+                   'overrides': list(restored.overrides),
+                   'task': exp.task.name, 'length': exp.task.length,
+                   'n_examples': n_examples, 'metrics': metrics}, f,
+                  indent=2)
+    os.replace(path + '.tmp', path)
+    print(f'wrote {path}')
+    return 0
+
+
+def _command(args: list[str]) -> int:
+    if args:
+        raise ConfigError(f'unexpected arguments {args}')
+    return run(FLAGS.output_dir, FLAGS.gin_param, FLAGS.step,
+               FLAGS.num_batches)
+
+
+def main(argv: Sequence[str]) -> int:
+    return cli.run(FLAGS, argv, __doc__, _command)
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))

@@ -1,0 +1,140 @@
+"""Rebuilding a trained run from its directory, optionally under other settings.
+
+`restore(output_dir, gin_params, step)` parses the run's saved config.gin,
+applies the extra bindings, builds the experiment and loads a checkpoint. A
+binding may change anything that keeps the trained weights' shapes (LSH
+hashes, buckets, chunk length, full vs LSH attention, task length); one that
+changes a weight's shape is refused, naming the parameter.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import re
+from typing import Any, Sequence
+
+from experiments import trax_bridge  # noqa: F401  (must precede trax)
+import gin
+import jax
+import numpy as np
+from trax import layers as tl
+from trax import shapes
+
+from experiments import checkpoints, config
+from models.language_models import LanguageModel, ReformerLM
+
+# trax registers its LSHSelfAttention with gin, but ReformerLM passes every
+# setting to it explicitly, so a binding there would be silently ignored.
+# Settings that both have are read as bindings of models.ReformerLM.
+LSH_ALIASES = tuple(sorted(
+    {f.name for f in dataclasses.fields(ReformerLM)}
+    & set(inspect.signature(tl.LSHSelfAttention.__init__).parameters)))
+_LSH_BINDING = re.compile(
+    r'^\s*(?:trax\.layers\.|tl\.)?LSHSelfAttention\.(\w+)\s*=(.*)$', re.S)
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    """A trained run as rebuilt: its experiment (with overrides applied), the
+    model's weights and state from the checkpoint, and where it came from."""
+
+    experiment: Any  # experiments.training.Experiment
+    weights: Any
+    state: Any
+    step: int
+    output_dir: str
+    overrides: tuple[str, ...]
+
+
+def translate(binding: str) -> str:
+    """`LSHSelfAttention.n_hashes = 8` -> `models.ReformerLM.n_hashes = 8`."""
+    match = _LSH_BINDING.match(binding)
+    if not match:
+        return binding
+    name, value = match.groups()
+    if name not in LSH_ALIASES:
+        raise config.ConfigError(
+            f'--gin_param={binding!r}: models.ReformerLM builds '
+            f'LSHSelfAttention and sets {name} itself; bind one of '
+            + ', '.join(f'models.ReformerLM.{a}' for a in LSH_ALIASES))
+    return f'models.ReformerLM.{name} = {value.strip()}'
+
+
+def _parse(saved_config: str, bindings: Sequence[str]):
+    gin.clear_config()
+    config.parse([saved_config], bindings)
+    return config.build_experiment()
+
+
+def initial_weights(model: LanguageModel, length: int):
+    """Freshly initialised weights of `model` (for their shapes)."""
+    weights, _ = model('eval').init(shapes.ShapeDtype((1, length), np.int32))
+    return weights
+
+
+def _shape_changers(trained: LanguageModel, model: LanguageModel,
+                    length: int) -> list[str]:
+    """The bindings that make `model`'s weights differ from `trained`'s."""
+    if type(trained) is not type(model):
+        return [f'experiments.Experiment.model=@models.{model.name}()']
+    changed = [f.name for f in dataclasses.fields(model)
+               if getattr(trained, f.name) != getattr(model, f.name)]
+    reference = initial_weights(trained, length)
+    alone = [name for name in changed if not _fits(initial_weights(
+        dataclasses.replace(trained, **{name: getattr(model, name)}),
+        length), reference)]
+    return [f'models.{model.name}.{name}={getattr(model, name)!r} (trained '
+            f'with {getattr(trained, name)!r})' for name in alone or changed]
+
+
+def _fits(tree, reference) -> bool:
+    return (jax.tree_util.tree_structure(tree)
+            == jax.tree_util.tree_structure(reference)
+            and all(np.shape(a) == np.shape(b) for a, b in zip(
+                jax.tree_util.tree_leaves(tree),
+                jax.tree_util.tree_leaves(reference))))
+
+
+def restore(output_dir: str, gin_params: Sequence[str] = (),
+            step: int | None = None) -> Restored:
+    """Rebuilds the run in `output_dir` (replacing the global gin config);
+    raises config.ConfigError on bad input (no run, no such checkpoint, a
+    bad or weight-changing binding)."""
+    saved_config = os.path.join(output_dir, 'config.gin')
+    if not os.path.isdir(output_dir):
+        raise config.ConfigError(f'no run directory {output_dir!r}')
+    if not os.path.isfile(saved_config):
+        raise config.ConfigError(f'{output_dir} has no config.gin; is it a '
+                                 'run directory written by experiments.main?')
+    overrides = tuple(translate(b) for b in gin_params)
+    trained = _parse(saved_config, ())
+    experiment = _parse(saved_config, overrides)
+    try:
+        checkpoint = checkpoints.load(output_dir, step)
+    except FileNotFoundError as e:
+        raise config.ConfigError(str(e)) from e
+    if checkpoint is None:
+        raise config.ConfigError(f'no checkpoint in {output_dir}; train it '
+                                 'first with experiments.main')
+    weights, state = checkpoint['weights'][0], checkpoint['state'][0]
+    length = trained.task.length
+    if not _fits(initial_weights(experiment.model, length), weights):
+        changers = _shape_changers(trained.model, experiment.model, length)
+        if not changers:
+            raise config.ConfigError(f'the checkpoint in {output_dir} does '
+                                     'not fit the model in its config.gin')
+        raise config.ConfigError(
+            ', '.join(changers) + ' changes the shapes of the trained '
+            'weights; overrides may only change settings that keep them '
+            '(e.g. n_hashes, n_buckets, chunk_len, attention, the task '
+            'length)')
+    return Restored(experiment, weights, state, checkpoint['step'],
+                    output_dir, overrides)
+
+
+def fitting_state(saved, fresh):
+    """`saved` (the checkpoint's model state) where it fits the model being
+    run, else `fresh` (its seeded initial state). With no overrides the saved
+    state fits, so evaluation sees the LSH hash keys that training's did."""
+    return saved if _fits(saved, fresh) else fresh

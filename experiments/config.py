@@ -68,18 +68,34 @@ def build_experiment():
     try:
         return gin.get_configurable('experiments.Experiment')()
     except (ValueError, TypeError) as e:
-        undefined = _UNDEFINED_MACRO.search(str(e))
-        if undefined:
-            raise ConfigError(_undefined_macro(undefined.group(1))) from e
-        raise ConfigError(_one_line(e)) from e
+        raise ConfigError(_explain(e)) from e
 
 
-# How gin reports a `%NAME` that no `NAME = ...` defines.
-_UNDEFINED_MACRO = re.compile(r"configurable 'macro' .*in scope '([^']+)'")
+# How gin names the configurable whose call failed; a `%NAME` that nothing
+# defines fails as a call to 'macro' in scope 'NAME'.
+_FAILED_CALL = re.compile(
+    r"In call to configurable '([^']+)'.*?(?: in scope '([^']+)')?$",
+    re.MULTILINE)
 
 
-def _undefined_macro(name: str) -> str:
-    uses = [line.strip() for line in gin.config_str().splitlines()
-            if re.search(rf'%{re.escape(name)}\b', line)]
-    return (f'gin macro %{name} is used but never defined'
-            + (f' (in: {"; ".join(uses)})' if uses else ''))
+def _explain(error: Exception) -> str:
+    """One line for a failed build, with the bindings that led to the call
+    that failed (gin itself only names the configurable)."""
+    match = _FAILED_CALL.search(str(error))
+    if match and match.group(1) == 'macro' and match.group(2):
+        name = match.group(2)
+        uses = _lines_matching(rf'%{re.escape(name)}\b')
+        return (f'gin macro %{name} is used but never defined'
+                + (f' (in: {"; ".join(uses)})' if uses else ''))
+    message = _one_line(error)
+    if match:
+        short = match.group(1).rsplit('.', 1)[-1]
+        uses = _lines_matching(rf'@([\w.]*\.)?{re.escape(short)}\(')
+        if uses:
+            message += f' (referenced by: {"; ".join(uses)})'
+    return message
+
+
+def _lines_matching(pattern: str) -> list[str]:
+    return [line.strip() for line in gin.config_str().splitlines()
+            if re.search(pattern, line)]

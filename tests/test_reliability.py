@@ -58,15 +58,15 @@ def reference(tmp_path_factory):
 
 
 def test_sigkill_at_several_points_resumes_exactly(reference, tmp_path):
-    """Kills a real process (SIGKILL) during compile/early steps, right after
-    an evaluation and at a random moment, then lets it finish."""
+    """Kills a real process (SIGKILL) right after an evaluation and at a
+    random moment of the resumed run, then lets it finish."""
     out = tmp_path / 'killed'
     command = [sys.executable, '-m', 'experiments.main',
                '--gin_file=codelab.gin', f'--output_dir={out}']
     command += [f'--gin_param={p}' for p in PARAMS]
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
     delay = random.Random(0).uniform(0.5, 2.0)
-    kills = [('Training ', 0.0), ('step  4/12', 0.0), ('Training ', delay)]
+    kills = [('step  4/12', 0.0), ('Resuming ', delay)]
     transcript = []
     for trigger, wait in kills + [(None, None)]:
         process = subprocess.Popen(command, cwd=REPO, env=env, text=True,

@@ -407,13 +407,17 @@ def test_benchmark_runs_both_decoders(tmp_path, capsys):
     assert '| TransformerLM | 8 | 1 |' in printed and 'CPUs' in printed
 
 
-def test_the_decode_command_runs_as_a_module(transformer_run, tmp_path):
-    """The documented command, from another directory."""
+def test_the_commands_run_as_modules(tmp_path):
+    """The real process, from another directory: exit 2 and one error line
+    (after TensorFlow's import-time log lines), no traceback, nothing
+    written."""
     result = subprocess.run(
-        [sys.executable, '-m', 'experiments.decode',
-         f'--output_dir={transformer_run.output_dir}', '--num_examples=2'],
+        [sys.executable, '-m', 'experiments.evaluate',
+         f'--output_dir={tmp_path / "missing"}'],
         cwd=tmp_path, capture_output=True, text=True,
         env={**os.environ, 'PYTHONPATH': REPO})
-    assert result.returncode == 0, result.stderr
-    assert 'exact match: 2/2 = 1.0000' in result.stdout
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: no run directory'), result.stderr
+    assert 'Traceback' not in result.stderr
     assert os.listdir(tmp_path) == []

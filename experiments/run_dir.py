@@ -19,7 +19,7 @@ CONFIG_FILE = 'config.gin'
 LOCK_FILE = '.lock'
 # What a training run writes; `--overwrite` removes exactly these.
 ARTIFACTS = (CONFIG_FILE, 'operative_config.gin', 'checkpoints', 'train',
-             'eval')
+             'eval', 'evaluations')
 _MAY_CHANGE = re.compile(r'^(experiments\.)?Experiment\.n_steps\s*=')
 
 

@@ -52,7 +52,7 @@ def test_overwrite_accepts_another_config_and_clears_only_run_outputs(
         tmp_path):
     out = tmp_path / 'run'
     _saved_run(out)
-    for name in ('checkpoints', 'train', 'eval'):
+    for name in ('checkpoints', 'train', 'eval', 'evaluations'):
         (out / name).mkdir()
         (out / name / 'x').write_text('old')
     (out / 'notes.txt').write_text('mine')

@@ -55,11 +55,44 @@ def parse(gin_files: Sequence[str], gin_params: Sequence[str] = ()) -> None:
     except errors as e:
         raise ConfigError(_one_line(e)) from e
     # One at a time, so an error names the binding it comes from.
-    for binding in gin_params:
+    for binding in map(translate, gin_params):
         try:
             gin.parse_config(binding)
         except errors as e:
             raise ConfigError(f'--gin_param={binding!r}: {_one_line(e)}') from e
+
+
+# trax registers its LSHSelfAttention with gin, but models.ReformerLM passes it
+# every setting explicitly, so a binding there would silently do nothing.
+_LSH_BINDING = re.compile(
+    r'^\s*(?:trax\.layers\.|tl\.)?LSHSelfAttention\.(\w+)\s*=(.*)$', re.S)
+
+
+def lsh_aliases() -> tuple[str, ...]:
+    """The LSHSelfAttention settings that models.ReformerLM also has."""
+    import dataclasses
+    import inspect
+    from trax import layers as tl
+    from models.language_models import ReformerLM
+    return tuple(sorted(
+        {f.name for f in dataclasses.fields(ReformerLM)}
+        & set(inspect.signature(tl.LSHSelfAttention.__init__).parameters)))
+
+
+def translate(binding: str) -> str:
+    """`LSHSelfAttention.n_hashes = 8` -> `models.ReformerLM.n_hashes = 8`;
+    other LSHSelfAttention settings are refused, other bindings kept."""
+    match = _LSH_BINDING.match(binding)
+    if not match:
+        return binding
+    name, value = match.groups()
+    aliases = lsh_aliases()
+    if name not in aliases:
+        raise ConfigError(
+            f'--gin_param={binding!r}: models.ReformerLM builds '
+            f'LSHSelfAttention and sets {name} itself; bind one of '
+            + ', '.join(f'models.ReformerLM.{a}' for a in aliases))
+    return f'models.ReformerLM.{name} = {value.strip()}'
 
 
 def build_experiment():

@@ -9,30 +9,17 @@ changes a weight's shape is refused, naming the parameter.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
-import re
 from typing import Any, Sequence
 
 from experiments import trax_bridge  # noqa: F401  (must precede trax)
 import gin
 import jax
 import numpy as np
-from trax import layers as tl
 from trax import shapes
 
 from experiments import checkpoints, config
-from models.language_models import LanguageModel, ReformerLM
-
-# trax registers its LSHSelfAttention with gin, but ReformerLM passes every
-# setting to it explicitly, so a binding there would be silently ignored.
-# Settings that both have are read as bindings of models.ReformerLM.
-LSH_ALIASES = tuple(sorted(
-    {f.name for f in dataclasses.fields(ReformerLM)}
-    & set(inspect.signature(tl.LSHSelfAttention.__init__).parameters)))
-_LSH_BINDING = re.compile(
-    r'^\s*(?:trax\.layers\.|tl\.)?LSHSelfAttention\.(\w+)\s*=(.*)$', re.S)
-
+from models.language_models import LanguageModel
 
 @dataclasses.dataclass(frozen=True)
 class Restored:
@@ -45,20 +32,6 @@ class Restored:
     step: int
     output_dir: str
     overrides: tuple[str, ...]
-
-
-def translate(binding: str) -> str:
-    """`LSHSelfAttention.n_hashes = 8` -> `models.ReformerLM.n_hashes = 8`."""
-    match = _LSH_BINDING.match(binding)
-    if not match:
-        return binding
-    name, value = match.groups()
-    if name not in LSH_ALIASES:
-        raise config.ConfigError(
-            f'--gin_param={binding!r}: models.ReformerLM builds '
-            f'LSHSelfAttention and sets {name} itself; bind one of '
-            + ', '.join(f'models.ReformerLM.{a}' for a in LSH_ALIASES))
-    return f'models.ReformerLM.{name} = {value.strip()}'
 
 
 def _parse(saved_config: str, bindings: Sequence[str]):
@@ -107,7 +80,7 @@ def restore(output_dir: str, gin_params: Sequence[str] = (),
     if not os.path.isfile(saved_config):
         raise config.ConfigError(f'{output_dir} has no config.gin; is it a '
                                  'run directory written by experiments.main?')
-    overrides = tuple(translate(b) for b in gin_params)
+    overrides = tuple(config.translate(b) for b in gin_params)
     trained = _parse(saved_config, ())
     experiment = _parse(saved_config, overrides)
     try:

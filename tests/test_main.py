@@ -39,6 +39,9 @@ def _assert_untouched(out):
      'sequence length 72 is not a multiple of ReformerLM.chunk_len=16'),
     (['codelab.gin'], ['experiments.Experiment.n_steps = "ten"'],
      "n_steps must be a positive int, got 'ten'"),
+    (['reformer_copy.gin'], ['LSHSelfAttention.use_reference_code = True'],
+     'models.ReformerLM builds LSHSelfAttention and sets use_reference_code '
+     'itself; bind one of models.ReformerLM.chunk_len'),
 ])
 def test_bad_input(gin_files, params, message, guarded_dir, capsys):
     status = main.run(gin_files, params, output_dir=str(guarded_dir))
@@ -81,3 +84,13 @@ def test_cli_dry_run_from_another_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     assert 'models.ReformerLM.n_hashes = 2' in result.stdout
     assert os.listdir(tmp_path) == []
+
+
+def test_lsh_self_attention_bindings_reach_the_model(tmp_path, capsys):
+    """trax's LSHSelfAttention is gin-configurable but built by
+    models.ReformerLM, so its settings are read as the model's."""
+    assert main.run(['reformer_copy.gin'], ['LSHSelfAttention.n_hashes = 8'],
+                    output_dir=str(tmp_path / 'run'), dry_run=True) == 0
+    printed = capsys.readouterr().out
+    assert 'models.ReformerLM.n_hashes = 8' in printed
+    assert 'LSHSelfAttention' not in printed

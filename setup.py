@@ -23,7 +23,12 @@ setup(
         'tensorboard',  # TensorFlow no longer brings it
         'matplotlib',  # sweep report plots
     ],
-    extras_require={'test': ['pytest', 'pytest-xdist', 'hypothesis']},
+    extras_require={
+        'test': ['pytest', 'pytest-xdist', 'hypothesis'],
+        # scripts/bench_length.py's reformer-pytorch column (CPU wheel of
+        # torch 2.13.0 where pip finds one; PyPI's default build is CUDA's).
+        'bench': ['torch==2.13.0', 'reformer-pytorch==1.4.4'],
+    },
     entry_points={'console_scripts': [
         'seq-lab-train = experiments.main:console',
     ]},

@@ -61,7 +61,9 @@ def run(gin_files, gin_params, output_dir=None, dry_run=False,
         print(gin.config_str())
         print(f'# dry run: valid; would write to {output_dir}')
         return 0
+    from experiments import compile_cache
     from experiments import training
+    compile_cache.enable()
     try:
         with run_dir.exclusive(output_dir):
             if overwrite:

@@ -27,13 +27,18 @@ class RunDirError(Exception):
     """The output directory cannot be used as asked; meant for the user."""
 
 
+def existing_ancestor(path: str) -> str:
+    """`path` itself if it exists, else its nearest existing parent."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
 def check_writable(output_dir: str) -> None:
     """Raises unless `output_dir` is, or can be created as, a writable dir."""
-    path = os.path.abspath(output_dir)
-    missing = []
-    while not os.path.exists(path):
-        missing.append(path)
-        path = os.path.dirname(path)
+    path = existing_ancestor(output_dir)
+    missing = path != os.path.abspath(output_dir)
     if not os.path.isdir(path):
         raise RunDirError(f'cannot use --output_dir={output_dir}: {path} is '
                           'not a directory')

@@ -76,8 +76,10 @@ def compact(logdir: str, last_step: int) -> set[tuple[str, int]]:
     return seen
 
 
-def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in `logdir`'s event files: {tag: [(step, value), ...]}.
+def read_scalars(logdir: str, wall_time: bool = False
+                 ) -> dict[str, list[tuple]]:
+    """Every scalar in `logdir`'s event files: {tag: [(step, value), ...]},
+    or [(step, value, wall time), ...] with `wall_time`.
 
     Keeps all points (the accumulator samples by default) in step order.
     """
@@ -92,6 +94,7 @@ def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
         events = accumulator.Tensors(tag)
         values = [tensor_util.make_ndarray(e.tensor_proto) for e in events]
         if all(v.ndim == 0 and v.dtype.kind == 'f' for v in values):
-            scalars[tag] = sorted((e.step, float(v))
-                                  for e, v in zip(events, values))
+            scalars[tag] = sorted(
+                (e.step, float(v)) + ((e.wall_time,) if wall_time else ())
+                for e, v in zip(events, values))
     return scalars

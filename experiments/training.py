@@ -9,6 +9,7 @@ evaluation, TensorBoard summaries, atomic checkpoints and resumption.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import time
@@ -17,6 +18,8 @@ from typing import Callable
 from experiments import trax_bridge  # noqa: F401  (must precede trax)
 import gin
 import jax
+from jax import numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 import numpy as np
 import trax
 from trax import layers as tl
@@ -24,12 +27,17 @@ from trax import shapes
 
 from experiments import checkpoints
 from experiments import decoding
+from experiments import run_dir
 from experiments import summaries
 from experiments.summaries import SummaryWriter
 from models.language_models import LanguageModel
 from tasks import SequenceTask
 
 METRIC_NAMES = ('loss', 'accuracy', 'sequence_accuracy')
+# Steps per compiled call: enough to make per-call overhead vanish, few enough
+# that the stacked batches stay small (they are copied to the device at once).
+MAX_STEPS_PER_CALL = 100
+MAX_CALL_BATCH_BYTES = 64 << 20
 
 
 class TrainingError(Exception):
@@ -138,8 +146,22 @@ def _progress_line(step: int, n_steps: int, train: dict, evals: dict,
             f'{steps_per_second:.1f} steps/s')
 
 
+def _steps_per_call(experiment: Experiment, batch_bytes: int) -> int:
+    """How many steps one compiled call may run: a call ends at the next eval
+    or checkpoint anyway, and the batches it takes should stay small."""
+    return max(1, min(experiment.eval_every, experiment.checkpoint_every,
+                      MAX_STEPS_PER_CALL, MAX_CALL_BATCH_BYTES // batch_bytes))
+
+
 class TrainingRun:
-    """One run's model, trax Trainer and evaluator, restored if checkpointed."""
+    """One run's weights, optimizer slots and compiled step loop.
+
+    Training steps run several at a time inside one compiled call (a
+    `fori_loop` over a stack of batches), so a step costs no Python work or
+    host round trip; the loop's length is an argument, so calls of any length
+    share one compile. Devices split the batch (one program over a device
+    mesh; XLA inserts the gradient reduction), weights are replicated.
+    """
 
     def __init__(self, experiment: Experiment, output_dir: str):
         self.exp = experiment
@@ -158,37 +180,60 @@ class TrainingRun:
         model_with_loss.init(signature, rng=self._init_rng)
         optimizer = experiment.optimizer()
         optimizer.tree_init(model_with_loss.weights)
+        self._default_learning_rate = float(
+            optimizer.opt_params['learning_rate'])
+
+        mesh = jax.sharding.Mesh(
+            np.array(jax.local_devices()[:self.n_devices]), ('batch',))
+        replicated = NamedSharding(mesh, PartitionSpec())
+        self._batch_sharding = NamedSharding(mesh, PartitionSpec('batch'))
+        self._batches_sharding = NamedSharding(
+            mesh, PartitionSpec(None, 'batch'))
+        self._replicate = lambda tree: jax.device_put(tree, replicated)
+        self._eval_rng, self._train_rng = self._replicate(
+            (self._eval_rng, self._train_rng))
 
         self.step = 0
+        weights, state = model_with_loss.weights, model_with_loss.state
+        slots = optimizer.slots
         restored = checkpoints.load(output_dir)
         if restored is not None:
             self.step = restored['step']
-            model_with_loss.weights = restored['weights']
-            model_with_loss.state = restored['state']
-            optimizer.slots = restored['slots']
-        self.trainer = trax.optimizers.Trainer(
-            model_with_loss, optimizer, n_devices=self.n_devices)
+            weights, state = restored['weights'], restored['state']
+            slots = restored['slots']
+        self.weights, self.state, self.slots = self._replicate(
+            (weights, state, slots))
+        # float32 arrays, not Python floats: weakly typed scalars would give
+        # the first call a different signature and compile twice.
+        self._opt_params = self._replicate(jax.tree_util.tree_map(
+            lambda x: np.asarray(x, np.float32), optimizer.opt_params))
+        self.steps_per_call = _steps_per_call(
+            experiment, sum(x.nbytes for x in sample))
+        # Keys and rates are arguments, not constants, so runs that differ
+        # only in them (a sweep over seeds) share compiled programs.
+        self._train_steps = jax.jit(
+            functools.partial(_train_steps, model_with_loss.pure_fn,
+                              optimizer),
+            donate_argnums=(0, 1, 2),
+            out_shardings=(replicated, replicated, replicated, replicated))
 
         model_with_metrics = tl.Serial(experiment.model('eval'),
                                        tl.Branch(*_metric_layers()))
         model_with_metrics.init(signature, rng=self._init_rng)
-        self._metrics_fn = tl.jit_forward(model_with_metrics.pure_fn,
-                                          self.n_devices)
-        self._metrics_weights = tl.for_n_devices(
-            model_with_metrics.weights[1], self.n_devices)
-        self._metrics_state = tl.for_n_devices(
-            model_with_metrics.state[1], self.n_devices)
+        self._metrics_fn = jax.jit(model_with_metrics.pure_fn)
+        self._metrics_weights, self._metrics_state = self._replicate(
+            (model_with_metrics.weights[1], model_with_metrics.state[1]))
 
     def metrics(self, batches) -> dict[str, float]:
         """Loss and metrics (eval mode, current weights) averaged over batches."""
-        accelerated = self.trainer.accelerated_model_with_loss
-        weights = (accelerated.weights[0], self._metrics_weights)
-        state = (accelerated.state[0], self._metrics_state)
+        weights = (self.weights[0], self._metrics_weights)
+        state = (self.state[0], self._metrics_state)
         totals = np.zeros(len(METRIC_NAMES))
         n = 0
         for batch in batches:
-            values, _ = self._metrics_fn(batch, weights, state,
-                                         self._eval_rng)
+            values, _ = self._metrics_fn(
+                jax.device_put(batch, self._batch_sharding), weights, state,
+                self._eval_rng)
             totals += np.asarray(values, dtype=np.float64)
             n += 1
         return dict(zip(METRIC_NAMES, totals / n))
@@ -203,25 +248,39 @@ class TrainingRun:
                                        seed=self.exp.seed)
         batches = (self.exp.task.batch('eval', i)
                    for i in range(self.exp.n_eval_batches))
-        return decoding.exact_match(
-            decoder, self.trainer.model_with_loss.weights[0], batches)
+        return decoding.exact_match(decoder, self.weights[0], batches)
 
-    def learning_rate(self, step: int) -> float | None:
+    def learning_rate(self, step: int) -> float:
         schedule = self.exp.lr_schedule
-        return None if schedule is None else float(schedule(step))
+        if schedule is None:
+            return self._default_learning_rate
+        return float(schedule(step))
 
-    def train_step(self, batch) -> jax.Array:
-        self.step += 1
-        loss, _ = self.trainer.one_step(
-            batch, jax.random.fold_in(self._train_rng, self.step),
-            step=self.step, learning_rate=self.learning_rate(self.step))
-        # With several devices each reports the loss on its share of the batch.
-        return loss if self.n_devices == 1 else jax.numpy.mean(loss)
+    def train_steps(self, batches: list) -> jax.Array:
+        """Runs one step per batch (at most steps_per_call) in one compiled
+        call; returns their losses without waiting for them."""
+        n = len(batches)
+        if not 1 <= n <= self.steps_per_call:
+            raise ValueError(f'train_steps takes 1 to {self.steps_per_call} '
+                             f'batches, got {n}')
+        first = self.step + 1
+        # Padding to a fixed length keeps one compile; the loop stops at n.
+        padded = batches + [batches[-1]] * (self.steps_per_call - n)
+        stacked = jax.device_put(tuple(np.stack(x) for x in zip(*padded)),
+                                 self._batches_sharding)
+        rates = np.zeros(self.steps_per_call, np.float32)
+        rates[:n] = [self.learning_rate(step) for step in range(first,
+                                                                 first + n)]
+        self.weights, self.slots, self.state, losses = self._train_steps(
+            self.weights, self.slots, self.state, self._opt_params, stacked,
+            rates, self._train_rng, np.int32(first), np.int32(n))
+        self.step += n
+        return losses[:n]
 
     def check_finite(self, losses: list, last_step: int) -> None:
-        """Raises if any of the losses of the steps ending at `last_step` is
-        NaN or infinite, naming the first such step."""
-        values = np.asarray([float(x) for x in losses])
+        """Raises if any of the losses (arrays of consecutive steps ending at
+        `last_step`) is NaN or infinite, naming the first such step."""
+        values = np.concatenate([np.asarray(x) for x in losses])
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             step = last_step - len(values) + 1 + int(bad[0])
@@ -237,33 +296,51 @@ class TrainingRun:
     def check_disk(self) -> None:
         """Raises if a checkpoint (written beside the previous one) would not
         fit on the output directory's disk."""
-        model_with_loss = self.trainer.model_with_loss
         needed = 2 * checkpoints.size_bytes(
-            model_with_loss.weights, model_with_loss.state,
-            self.trainer.slots) + (16 << 20)  # and room for events
-        free = shutil.disk_usage(_existing_ancestor(self.output_dir)).free
+            self.weights, self.state, self.slots) + (16 << 20)  # and events
+        free = shutil.disk_usage(
+            run_dir.existing_ancestor(self.output_dir)).free
         if free < needed:
             raise TrainingError(
                 f'not enough free disk for checkpoints in {self.output_dir}: '
                 f'{free / 2**20:.0f} MiB free, {needed / 2**20:.0f} MiB needed')
 
     def save(self) -> None:
-        model_with_loss = self.trainer.model_with_loss
+        weights, state, slots = jax.tree_util.tree_map(
+            np.asarray, (self.weights, self.state, self.slots))
         # A step with a finite loss can still leave non-finite weights.
-        weights = jax.tree_util.tree_map(np.asarray, model_with_loss.weights)
         if not all(np.isfinite(w).all()
                    for w in jax.tree_util.tree_leaves(weights)):
             self._diverged(f'the weights after step {self.step} are not finite')
         checkpoints.save(self.output_dir, self.step, weights=weights,
-                         state=model_with_loss.state,
-                         slots=self.trainer.slots)
+                         state=state, slots=slots)
 
 
-def _existing_ancestor(path: str) -> str:
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return path
+def _train_steps(pure_fn, optimizer, weights, slots, state, opt_params,
+                 batches, learning_rates, train_rng, first_step, n_steps):
+    """Steps first_step .. first_step + n_steps - 1 on batches[0 .. n_steps);
+    the same arithmetic as trax's Trainer.one_step, step after step."""
+    grad_fn = jax.value_and_grad(pure_fn, argnums=1, has_aux=True)
+
+    def one_step(i, carry):
+        weights, slots, state, losses = carry
+        step = first_step + i
+        batch = jax.tree_util.tree_map(lambda x: x[i], batches)
+        (loss, state), grads = grad_fn(
+            batch, weights, state, jax.random.fold_in(train_rng, step))
+        weights, slots, _ = optimizer.tree_update(
+            step, grads, weights, slots,
+            {**opt_params, 'learning_rate': learning_rates[i]},
+            store_slots=False)
+        return weights, slots, state, losses.at[i].set(loss)
+
+    losses = jnp.zeros(learning_rates.shape, jnp.float32)
+    return jax.lax.fori_loop(0, n_steps, one_step,
+                             (weights, slots, state, losses))
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
 
 
 def _final_line(evals: dict[str, float]) -> str:
@@ -317,29 +394,36 @@ def train(experiment: Experiment, output_dir: str,
     evals = {}
     try:
         stream = exp.task.stream('train', start=run.step)
-        losses, n_checked = [], 0
+        losses = []  # loss arrays of the steps since the last evaluation
         start_step, start_time = run.step, time.perf_counter()
         while run.step < exp.n_steps:
-            batch = next(stream)
-            losses.append(run.train_step(batch))
+            # A call runs up to the next eval or checkpoint, whichever is
+            # first, so each call ends on a step that needs the host.
+            until = min(exp.n_steps, _next_multiple(run.step, exp.eval_every),
+                        _next_multiple(run.step, exp.checkpoint_every),
+                        run.step + run.steps_per_call)
+            batches = [next(stream) for _ in range(until - run.step)]
+            losses.append(run.train_steps(batches))
             last = run.step == exp.n_steps
             evaluate_now = run.step % exp.eval_every == 0 or last
             checkpoint_now = run.step % exp.checkpoint_every == 0 or last
-            if evaluate_now or checkpoint_now:  # syncs with the device
-                run.check_finite(losses[n_checked:], run.step)
-                n_checked = len(losses)
+            if not (evaluate_now or checkpoint_now):
+                continue  # the next call queues behind this one
+            run.check_finite(losses, run.step)  # waits for the device
             if evaluate_now:
-                train_loss = np.mean([float(x) for x in losses])
+                train_loss = float(np.mean(np.concatenate(
+                    [np.asarray(x) for x in losses])))
                 steps_per_second = (run.step - start_step) / (
                     time.perf_counter() - start_time)
-                train_metrics = {**run.metrics([batch]), 'loss': train_loss}
+                train_metrics = {**run.metrics(batches[-1:]),
+                                 'loss': train_loss}
                 evals = run.evaluate()
                 if exp.decode_eval_every and (
                         run.step % exp.decode_eval_every == 0 or last):
                     evals['exact_match'] = run.exact_match()
                 train_writer.scalars(run.step, {
                     **{f'metrics/{k}': v for k, v in train_metrics.items()},
-                    'training/learning_rate': run.learning_rate(run.step) or 0.0,
+                    'training/learning_rate': run.learning_rate(run.step),
                     'training/steps_per_second': steps_per_second})
                 eval_writer.scalars(
                     run.step, {f'metrics/{k}': v for k, v in evals.items()})
@@ -347,12 +431,11 @@ def train(experiment: Experiment, output_dir: str,
                 eval_writer.flush()
                 log(_progress_line(run.step, exp.n_steps, train_metrics,
                                    evals, steps_per_second))
+                losses = []
             if checkpoint_now:
                 run.save()
-            if evaluate_now:
-                losses, n_checked = [], 0
-            if evaluate_now or checkpoint_now:  # steps/s counts training only
-                start_step, start_time = run.step, time.perf_counter()
+            # steps/s counts training only
+            start_step, start_time = run.step, time.perf_counter()
     finally:
         train_writer.close()
         eval_writer.close()

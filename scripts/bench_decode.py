@@ -17,9 +17,6 @@ model whose predict memory is --max_len long.
 """
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
 import time
 from typing import Callable, Sequence
@@ -34,6 +31,7 @@ from trax.supervised import decoding as trax_decoding
 
 from experiments import decoding
 from experiments.config import ConfigError
+from scripts import bench_io
 from scripts import cli
 from models.language_models import LanguageModel, ReformerLM, TransformerLM
 
@@ -142,12 +140,6 @@ def format_table(rows: Sequence[dict]) -> str:
     return '\n'.join([header] + lines)
 
 
-def machine() -> str:
-    return (f'{platform.processor() or platform.machine()}, '
-            f'{os.cpu_count()} CPUs, jax {jax.__version__} on '
-            f'{jax.devices()[0].device_kind}')
-
-
 def _command(args: list[str]) -> int:
     if args:
         raise ConfigError(f'unexpected arguments {args}')
@@ -156,8 +148,7 @@ def _command(args: list[str]) -> int:
     except ValueError:
         raise ConfigError(f'--lengths must be ints, got '
                                   f'{",".join(FLAGS.lengths)}') from None
-    if not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.json))):
-        raise ConfigError(f'--json={FLAGS.json}: no such directory')
+    bench_io.check_inputs(FLAGS.json)
     common = dict(vocab_size=FLAGS.vocab_size, d_model=FLAGS.d_model,
                   d_ff=2 * FLAGS.d_model, n_layers=FLAGS.n_layers,
                   n_heads=FLAGS.n_heads, max_len=FLAGS.max_len)
@@ -174,15 +165,12 @@ def _command(args: list[str]) -> int:
             rows.append(bench_one(spec, length, FLAGS.batch_size,
                                   FLAGS.repeats, FLAGS.seed))
             print(format_table(rows[-1:]).splitlines()[-1], flush=True)
-    print(f'\nGreedy decoding, generated tokens/s on {machine()}:')
+    print(f'\nGreedy decoding, generated tokens/s on {bench_io.machine()}:')
     print(format_table(rows))
-    with open(FLAGS.json, 'w') as f:
-        json.dump({'machine': machine(),
-                   'settings': {**common, 'chunk_len': FLAGS.chunk_len,
-                                'n_hashes': FLAGS.n_hashes,
-                                'repeats': FLAGS.repeats},
-                   'rows': rows}, f, indent=2)
-    print(f'wrote {FLAGS.json}')
+    bench_io.save_json(FLAGS.json, {
+        'settings': {**common, 'chunk_len': FLAGS.chunk_len,
+                     'n_hashes': FLAGS.n_hashes, 'repeats': FLAGS.repeats},
+        'rows': rows})
     return 0
 
 

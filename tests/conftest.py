@@ -1,7 +1,17 @@
 """Shared pytest fixtures."""
+import os
+import tempfile
+
 import experiments.trax_bridge  # noqa: F401  (before anything imports trax)
+from experiments import compile_cache
 import gin
 import pytest
+
+# Commands the tests run share one compilation cache of their own (inherited by
+# xdist workers and subprocesses), never the user's.
+if not os.environ.get('SEQ_LAB_TEST_CACHE'):
+    os.environ['SEQ_LAB_TEST_CACHE'] = tempfile.mkdtemp(prefix='jax-cache-')
+os.environ[compile_cache.ENV] = os.environ['SEQ_LAB_TEST_CACHE']
 
 
 @pytest.fixture(autouse=True)

@@ -87,3 +87,31 @@ def test_resume_continues_at_the_saved_step(tmp_path, capsys):
     steps = [s for s, _ in read_scalars(str(resumed / 'eval'))['metrics/loss']]
     assert steps == [2, 3]
     assert os.path.exists(resumed / 'operative_config.gin')
+
+
+@pytest.mark.parametrize('name', ['codelab.gin', 'reformer_copy.gin'])
+def test_steps_per_call_do_not_change_the_numbers(name, tmp_path):
+    """Ten steps in one compiled call equal ten calls of one step, bit for
+    bit: the loop only removes host round trips."""
+    import gin
+    import jax
+    import numpy as np
+    from experiments import config, training
+
+    def train(steps_per_call):
+        gin.clear_config()
+        config.parse([name], SHRINK[name])
+        experiment = config.build_experiment()
+        run = training.TrainingRun(experiment,
+                                   str(tmp_path / str(steps_per_call)))
+        batches = [experiment.task.batch('train', i) for i in range(10)]
+        losses = np.concatenate([
+            np.asarray(run.train_steps(batches[i:i + steps_per_call]))
+            for i in range(0, 10, steps_per_call)])
+        return losses, jax.tree_util.tree_leaves(run.weights)
+
+    (one_loss, one_weights), (ten_loss, ten_weights) = train(1), train(10)
+    np.testing.assert_array_equal(one_loss, ten_loss)
+    assert len(set(one_loss.tolist())) == 10  # the steps really differ
+    for a, b in zip(one_weights, ten_weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -25,8 +25,8 @@ SCRIPT = textwrap.dedent('''
         experiment = config.build_experiment()
         run = training.TrainingRun(experiment, tempfile.mkdtemp())
         stream = experiment.task.stream('train')
-        losses = [float(run.train_step(next(stream))) for _ in range(20)]
-        return {'losses': losses, 'eval': run.evaluate()}
+        losses = run.train_steps([next(stream) for _ in range(20)])
+        return {'losses': [float(x) for x in losses], 'eval': run.evaluate()}
 
     print(json.dumps({'devices': jax.local_device_count(),
                       'one': run(1), 'two': run(2)}))

@@ -1,0 +1,240 @@
+r"""Training throughput: `experiments.main` against trax's own Trainer.
+
+    python -m scripts.bench_train                        # codelab, reformer_copy
+    python -m scripts.bench_train --gin_files=codelab.gin --steps=50 --repeats=1
+
+For each gin file, in the same run and alternating, --repeats times:
+- ours: `python -m experiments.main` on the file (n_steps = 2 x steps, one
+  eval in the middle); its steady-state steps/s is what the run logs for
+  the second half (training time only; the first half holds the compiles).
+- trax: a minimal script driving `trax.optimizers.Trainer` on the same model,
+  optimizer, schedule and batches, one `one_step` per step as trax's own
+  training loop does; timed after 3 warm-up steps (the Trainer compiles again
+  at its second step), until the last loss is ready.
+Each runs in a fresh process. Also measured here: this machine's float32
+matrix-multiply rate and a training step's floating-point operations (XLA's
+cost analysis of one compiled step), giving the achieved FLOP rate.
+Prints a table (medians over repeats) and saves everything as JSON (--json).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Sequence
+
+from absl import flags
+
+from experiments.config import ConfigError
+from scripts import bench_io
+from scripts import cli
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_list('gin_files', ['codelab.gin', 'reformer_copy.gin'],
+                  'Experiments to time.', flag_values=FLAGS)
+flags.DEFINE_integer('steps', None, 'Timed steps per run (default: 2000 for '
+                     'codelab.gin, 200 otherwise).', lower_bound=2,
+                     flag_values=FLAGS)
+flags.DEFINE_integer('repeats', 3, 'Runs of each side (medians reported).',
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_string('json', 'bench_train.json', 'Where to save the results.',
+                    flag_values=FLAGS)
+flags.DEFINE_string('worker', None, 'Internal: run one side in this process '
+                    '("trax" or "flops") and print its JSON.',
+                    flag_values=FLAGS)
+
+WARMUP_STEPS = 3
+
+
+def _experiment(gin_file: str):
+    from experiments import config
+    config.parse([gin_file], [])
+    return config.build_experiment()
+
+
+def _model_and_optimizer(experiment):
+    """The model with its loss, initialised, and its optimizer, as trax's
+    training loop builds them."""
+    from trax import layers as tl
+    from trax import shapes
+    import jax
+    model_with_loss = tl.Serial(experiment.model('train'),
+                                tl.WeightedCategoryCrossEntropy())
+    model_with_loss.init(shapes.signature(experiment.task.batch('train', 0)),
+                         rng=jax.random.PRNGKey(experiment.seed))
+    optimizer = experiment.optimizer()
+    optimizer.tree_init(model_with_loss.weights)
+    return model_with_loss, optimizer
+
+
+def trax_steps_per_second(gin_file: str, steps: int) -> float:
+    """Steady-state steps/s of trax's Trainer on the experiment."""
+    from experiments import trax_bridge  # noqa: F401  (must precede trax)
+    import jax
+    import trax
+    experiment = _experiment(gin_file)
+    model_with_loss, optimizer = _model_and_optimizer(experiment)
+    trainer = trax.optimizers.Trainer(model_with_loss, optimizer, n_devices=1)
+    rng = jax.random.PRNGKey(experiment.seed)
+    schedule = experiment.lr_schedule
+
+    def one_step(step):
+        loss, _ = trainer.one_step(
+            experiment.task.batch('train', step - 1),
+            jax.random.fold_in(rng, step), step=step,
+            learning_rate=schedule(step) if schedule else None)
+        return loss
+
+    for step in range(1, WARMUP_STEPS + 1):
+        one_step(step).block_until_ready()
+    start = time.perf_counter()
+    for step in range(WARMUP_STEPS + 1, WARMUP_STEPS + steps + 1):
+        loss = one_step(step)
+    loss.block_until_ready()
+    return steps / (time.perf_counter() - start)
+
+
+def step_flops(gin_file: str) -> float:
+    """Floating-point operations of one training step (forward, backward and
+    optimizer update), from XLA's cost analysis of the compiled step."""
+    from experiments import trax_bridge  # noqa: F401  (must precede trax)
+    import jax
+    experiment = _experiment(gin_file)
+    model_with_loss, optimizer = _model_and_optimizer(experiment)
+    grad_fn = jax.value_and_grad(model_with_loss.pure_fn, argnums=1,
+                                 has_aux=True)
+
+    def step(weights, slots, state, batch, rng):
+        (loss, state), grads = grad_fn(batch, weights, state, rng)
+        return optimizer.tree_update(1, grads, weights, slots,
+                                     optimizer.opt_params, store_slots=False)
+
+    compiled = jax.jit(step).lower(
+        model_with_loss.weights, optimizer.slots, model_with_loss.state,
+        experiment.task.batch('train', 0), jax.random.PRNGKey(0)).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost['flops'])
+
+
+def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
+    """This machine's float32 matrix-multiply rate (best of `repeats`)."""
+    import jax
+    import numpy as np
+    a = jax.device_put(np.random.default_rng(0).standard_normal(
+        (n, n), np.float32))
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()
+    best = float('inf')
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def _python(args: list[str], what: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable] + args, capture_output=True,
+                            text=True)
+    if result.returncode:
+        raise RuntimeError(f'{what} failed (exit {result.returncode}):\n'
+                           + result.stderr[-3000:])
+    return result
+
+
+def _worker(kind: str, gin_file: str, steps: int) -> dict:
+    result = _python(['-m', 'scripts.bench_train', f'--worker={kind}',
+                      f'--gin_files={gin_file}', f'--steps={steps}'],
+                     f'{kind} worker on {gin_file}')
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def ours_steps_per_second(gin_file: str, steps: int) -> float:
+    """Steady-state steps/s that `experiments.main` logs for the second half
+    of a 2 x steps run (the first half holds the compiles)."""
+    from experiments.summaries import read_scalars
+    with tempfile.TemporaryDirectory() as out:
+        _python(['-m', 'experiments.main', f'--gin_file={gin_file}',
+                 f'--output_dir={out}',
+                 f'--gin_param=experiments.Experiment.n_steps={2 * steps}',
+                 f'--gin_param=experiments.Experiment.eval_every={steps}',
+                 f'--gin_param=experiments.Experiment.checkpoint_every='
+                 f'{2 * steps}',
+                 '--gin_param=experiments.Experiment.decode_eval_every=0'],
+                f'experiments.main on {gin_file}')
+        logged = read_scalars(os.path.join(out, 'train'))
+        return dict(logged['training/steps_per_second'])[2 * steps]
+
+
+def bench_one(gin_file: str, steps: int, repeats: int,
+              matmul_rate: float) -> dict:
+    ours, trax = [], []
+    for i in range(repeats):
+        print(f'  {gin_file}: run {i + 1}/{repeats}', flush=True)
+        ours.append(ours_steps_per_second(gin_file, steps))
+        trax.append(_worker('trax', gin_file, steps)['steps_per_second'])
+    flops = _worker('flops', gin_file, steps)['flops']
+    ours_median = statistics.median(ours)
+    return {'gin_file': gin_file, 'steps': steps,
+            'ours_steps_per_s': ours_median,
+            'trax_steps_per_s': statistics.median(trax),
+            'speedup': ours_median / statistics.median(trax),
+            'ours_runs': ours, 'trax_runs': trax,
+            'step_gflop': flops / 1e9,
+            'ours_gflop_per_s': flops * ours_median / 1e9,
+            'share_of_matmul_rate': flops * ours_median / matmul_rate}
+
+
+def format_table(rows: Sequence[dict], matmul_rate: float) -> str:
+    lines = ['| experiment | ours steps/s | trax Trainer steps/s | speed-up '
+             '| GFLOP per step | ours GFLOP/s | share of matmul rate |',
+             '|---|---|---|---|---|---|---|']
+    lines += [f'| {r["gin_file"]} | {r["ours_steps_per_s"]:,.1f} | '
+              f'{r["trax_steps_per_s"]:,.1f} | {r["speedup"]:.1f}x | '
+              f'{r["step_gflop"]:.4f} | {r["ours_gflop_per_s"]:.2f} | '
+              f'{r["share_of_matmul_rate"]:.1%} |' for r in rows]
+    lines.append(f'\nfloat32 matmul rate (2048 x 2048): '
+                 f'{matmul_rate / 1e9:.1f} GFLOP/s')
+    return '\n'.join(lines)
+
+
+def _default_steps(gin_file: str) -> int:
+    return 2000 if os.path.basename(gin_file) == 'codelab.gin' else 200
+
+
+def _command(args: list[str]) -> int:
+    if args:
+        raise ConfigError(f'unexpected arguments {args}')
+    if FLAGS.worker:
+        if FLAGS.worker not in ('trax', 'flops') or len(FLAGS.gin_files) != 1:
+            raise ConfigError('--worker takes "trax" or "flops" and one '
+                              '--gin_files entry')
+        gin_file, steps = FLAGS.gin_files[0], FLAGS.steps or 2
+        print(json.dumps(
+            {'steps_per_second': trax_steps_per_second(gin_file, steps)}
+            if FLAGS.worker == 'trax' else {'flops': step_flops(gin_file)}))
+        return 0
+    bench_io.check_inputs(FLAGS.json, FLAGS.gin_files)
+    matmul_rate = matmul_flops_per_second()
+    print(f'float32 matmul: {matmul_rate / 1e9:.1f} GFLOP/s', flush=True)
+    rows = [bench_one(gin_file, FLAGS.steps or _default_steps(gin_file),
+                      FLAGS.repeats, matmul_rate)
+            for gin_file in FLAGS.gin_files]
+    print(f'\nTraining steps/s (median of {FLAGS.repeats}) on '
+          f'{bench_io.machine()}:')
+    print(format_table(rows, matmul_rate))
+    bench_io.save_json(FLAGS.json, {'matmul_flops_per_s': matmul_rate,
+                                    'repeats': FLAGS.repeats, 'rows': rows})
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    return cli.run(FLAGS, argv, __doc__, _command)
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))

@@ -1,0 +1,53 @@
+"""Each training benchmark runs once at a tiny size, so it keeps working.
+
+The figures are not checked against goals here (that is what running the
+benchmarks by hand is for), only that they are measured and saved.
+"""
+import json
+
+from scripts import bench_solve, bench_startup, bench_train
+
+
+def _run(main, tmp_path, *flags):
+    path = tmp_path / 'out.json'
+    assert main(['prog', f'--json={path}', *flags]) == 0
+    return json.loads(path.read_text())
+
+
+def test_train_benchmark(tmp_path, capsys):
+    result = _run(bench_train.main, tmp_path, '--gin_files=codelab.gin',
+                  '--steps=3', '--repeats=1')
+    assert result['matmul_flops_per_s'] > 1e8
+    (row,) = result['rows']
+    assert row['gin_file'] == 'codelab.gin'
+    for key in ('ours_steps_per_s', 'trax_steps_per_s', 'step_gflop'):
+        assert row[key] > 0, key
+    assert row['speedup'] == row['ours_steps_per_s'] / row['trax_steps_per_s']
+    assert '| codelab.gin |' in capsys.readouterr().out
+
+
+def test_startup_benchmark(tmp_path):
+    result = _run(bench_startup.main, tmp_path, '--gin_file=codelab.gin')
+    for key in ('import_trax_s', 'first_run_s', 'second_run_s',
+                'no_cache_run_s', 'sweep_first_trial_s',
+                'sweep_second_trial_s'):
+        assert result[key] > 0, key
+    # A run cannot start sooner than its imports.
+    assert result['second_run_s'] > result['import_trax_s'] * 0.5
+
+
+def test_solve_benchmark(tmp_path):
+    result = _run(bench_solve.main, tmp_path, '--gin_files=codelab.gin',
+                  '--eval_every=2', '--target=0.0')
+    (row,) = result['rows']
+    assert row['solved'] and row['step'] == 2 and row['seconds'] > 0
+
+
+def test_a_typo_is_refused_before_any_run(tmp_path, capsys):
+    for main in (bench_train.main, bench_startup.main, bench_solve.main):
+        flag = ('--gin_file=nope.gin' if main is bench_startup.main
+                else '--gin_files=nope.gin')
+        assert main(['prog', f'--json={tmp_path}/x.json', flag]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith('error: ') and 'nope.gin' in err
+        assert not (tmp_path / 'x.json').exists()

@@ -13,6 +13,7 @@ that keep the weights' shapes, as for experiments.evaluate.
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Sequence
 
@@ -41,7 +42,7 @@ flags.DEFINE_float('temperature', 0.0, '0 for greedy decoding, else sample '
                    'from softmax(logits / temperature).', lower_bound=0.0,
                    flag_values=FLAGS)
 flags.DEFINE_integer('seed', 0, 'Seed for sampling (temperature > 0).',
-                     lower_bound=0, flag_values=FLAGS)
+                     lower_bound=0, upper_bound=2**32 - 1, flag_values=FLAGS)
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).',
                      flag_values=FLAGS)
 flags.DEFINE_multi_string('gin_param', [], 'Gin binding applied after the '
@@ -79,6 +80,9 @@ def task_examples(task, split: str, n: int) -> decoding.Examples:
 def show_examples(restored, split: str, n: int, temperature: float,
                   seed: int) -> None:
     exp = restored.experiment
+    # All n are decoded as one batch.
+    restore.check_memory(f'--num_examples={n}', restore.activation_size(
+        exp.model, n, exp.task.length))
     examples = task_examples(exp.task, split, n)
     decoder = decoding.decoder_for(exp.model, exp.task.length, seed=exp.seed)
     generated = decoding.generate_answers(decoder, restored.weights, examples,
@@ -124,6 +128,9 @@ def run(output_dir: str | None, *, num_examples: int = 8,
     logging.set_verbosity(logging.WARNING)
     if not output_dir:
         raise ConfigError('give --output_dir, the run to decode with')
+    if not math.isfinite(temperature):
+        raise ConfigError(f'--temperature must be a finite number >= 0, got '
+                          f'{temperature}')
     if length is not None and not prompts:
         raise ConfigError(
             '--length applies to --prompt; task examples have the task '

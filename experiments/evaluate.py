@@ -82,6 +82,13 @@ def run(output_dir: str | None, gin_params: Sequence[str] = (),
         raise ConfigError('give --output_dir, the run to evaluate')
     restored = restore.restore(output_dir, gin_params, step)
     exp = restored.experiment
+    n_batches = num_batches or exp.n_eval_batches
+    setting = (f'--num_batches={n_batches}' if num_batches else
+               f'experiments.Experiment.n_eval_batches={n_batches}')
+    # evaluate() holds every batch (inputs, targets, loss weights) at once.
+    restore.check_memory(f'{setting} batches of {exp.task.batch_size} x '
+                         f'{exp.task.length} tokens',
+                         3 * n_batches * exp.task.batch_size * exp.task.length)
     metrics = evaluate(restored, num_batches)
     n_examples = (num_batches or exp.n_eval_batches) * exp.task.batch_size
     settings = ', '.join(restored.overrides) or 'its trained settings'

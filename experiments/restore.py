@@ -47,18 +47,36 @@ def initial_weights(model: LanguageModel, length: int):
 
 
 def _shape_changers(trained: LanguageModel, model: LanguageModel,
-                    length: int) -> list[str]:
-    """The bindings that make `model`'s weights differ from `trained`'s."""
+                    length: int, weights) -> list[str] | None:
+    """None if `model`'s weights fit the trained `weights`, else the bindings
+    that change their shapes: those that do so on their own, else all."""
     if type(trained) is not type(model):
         return [f'experiments.Experiment.model=@models.{model.name}()']
     changed = [f.name for f in dataclasses.fields(model)
                if getattr(trained, f.name) != getattr(model, f.name)]
-    reference = initial_weights(trained, length)
-    alone = [name for name in changed if not _fits(initial_weights(
-        dataclasses.replace(trained, **{name: getattr(model, name)}),
-        length), reference)]
+    alone = [name for name in changed if not _fits_alone(
+        trained, name, getattr(model, name), length, weights)]
+    if not alone and _fits(initial_weights(model, length), weights):
+        return None
     return [f'models.{model.name}.{name}={getattr(model, name)!r} (trained '
             f'with {getattr(trained, name)!r})' for name in alone or changed]
+
+
+def _fits_alone(trained: LanguageModel, name: str, value, length: int,
+                weights) -> bool:
+    """Whether `trained` with `name` set to `value` still fits `weights`. A
+    size over twice the trained one is tried at twice it: a shape that
+    depends on it changes either way, and an impossible size (2**40 layers)
+    is never built."""
+    old = getattr(trained, name)
+    if all(isinstance(v, int) and not isinstance(v, bool)
+           for v in (old, value)) and value > 2 * old:
+        value = 2 * old
+    try:
+        probe = dataclasses.replace(trained, **{name: value})
+    except ValueError:  # valid only with the other overrides
+        return True
+    return _fits(initial_weights(probe, length), weights)
 
 
 def _fits(tree, reference) -> bool:
@@ -91,19 +109,41 @@ def restore(output_dir: str, gin_params: Sequence[str] = (),
         raise config.ConfigError(f'no checkpoint in {output_dir}; train it '
                                  'first with experiments.main')
     weights, state = checkpoint['weights'][0], checkpoint['state'][0]
-    length = trained.task.length
-    if not _fits(initial_weights(experiment.model, length), weights):
-        changers = _shape_changers(trained.model, experiment.model, length)
-        if not changers:
-            raise config.ConfigError(f'the checkpoint in {output_dir} does '
-                                     'not fit the model in its config.gin')
+    changers = _shape_changers(trained.model, experiment.model,
+                               trained.task.length, weights)
+    if changers == []:
+        raise config.ConfigError(f'the checkpoint in {output_dir} does '
+                                 'not fit the model in its config.gin')
+    if changers:
         raise config.ConfigError(
             ', '.join(changers) + ' changes the shapes of the trained '
             'weights; overrides may only change settings that keep them '
             '(e.g. n_hashes, n_buckets, chunk_len, attention, the task '
             'length)')
+    task = experiment.task
+    check_memory(f'a batch of tasks.{task.name}.batch_size={task.batch_size} '
+                 f'x length={task.length}',
+                 activation_size(experiment.model, task.batch_size,
+                                 task.length))
     return Restored(experiment, weights, state, checkpoint['step'],
                     output_dir, overrides)
+
+
+def activation_size(model: LanguageModel, n_sequences: int,
+                    length: int) -> int:
+    """Numbers in the model's widest activation for `n_sequences`."""
+    return n_sequences * length * max(model.d_model, model.d_ff,
+                                      model.vocab_size)
+
+
+def check_memory(what: str, n_numbers: int) -> None:
+    """Refuses `what` if `n_numbers` float32s at once exceed this machine's
+    memory: an impossible size, reported before anything is allocated."""
+    memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    if 4 * n_numbers > memory:
+        raise config.ConfigError(
+            f'{what} needs {4 * n_numbers / 2**30:.3g} GiB at once; this '
+            f'machine has {memory / 2**30:.3g} GiB')
 
 
 def fitting_state(saved, fresh):

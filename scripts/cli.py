@@ -22,7 +22,9 @@ def run(flag_values: flags.FlagValues, argv: Sequence[str], doc: str,
         rest = flag_values(list(argv))
         return body(rest[1:])
     except (flags.Error, ConfigError) as e:
-        print(f'error: {e}', file=sys.stderr)
+        # absl quotes a flag's value as given, line breaks included.
+        message = str(e).replace('\r', '\\r').replace('\n', '\\n')
+        print(f'error: {message}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print('Interrupted.', file=sys.stderr)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import statistics
 import sys
 from typing import Any
@@ -128,12 +129,19 @@ def _slug(metric: str) -> str:
     return metric.replace('/metrics/', '_').replace('/', '_')
 
 
+def _file_name(text: str) -> str:
+    """`text` with anything but letters, digits and `_.=+-` replaced."""
+    return re.sub(r'[^A-Za-z0-9_.=+-]', '_', text)
+
+
 def plot(manifest: dict, scalars: dict[str, dict], metric: str,
          plots_dir: str) -> list[str]:
     """The metric's final value against each axis, and over steps; returns
     the files written."""
     import matplotlib
     matplotlib.use('Agg')  # files only, no display
+    # Trial names and values are plain text ('$' is no TeX math).
+    matplotlib.rcParams['text.parse_math'] = False
     from matplotlib import pyplot as plt
 
     os.makedirs(plots_dir, exist_ok=True)
@@ -166,7 +174,7 @@ def plot(manifest: dict, scalars: dict[str, dict], metric: str,
         if any(series):
             axes.legend(fontsize='small')
         written.append(_save(figure, os.path.join(
-            plots_dir, f'{_slug(metric)}_vs_{key}.png')))
+            plots_dir, _file_name(f'{_slug(metric)}_vs_{key}.png'))))
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for trial in trials:
@@ -178,7 +186,7 @@ def plot(manifest: dict, scalars: dict[str, dict], metric: str,
     axes.set_title(f'{manifest["sweep"]}: {metric} over training')
     axes.legend(fontsize='x-small')
     written.append(_save(figure, os.path.join(
-        plots_dir, f'{_slug(metric)}_over_steps.png')))
+        plots_dir, _file_name(f'{_slug(metric)}_over_steps.png'))))
     return written
 
 
@@ -204,7 +212,11 @@ def report(sweep_dir: str, metric: str, output_dir: str) -> str:
     if logged and metric not in logged:
         raise ConfigError(f'no trial logged --metric={metric}; logged: '
                           + ', '.join(logged))
-    os.makedirs(output_dir, exist_ok=True)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise ConfigError(f'cannot write the report to {output_dir!r}: '
+                          f'{getattr(e, "strerror", None) or e}') from e
     rows = table(manifest, sweep_dir, scalars)
     text = write_markdown(rows, os.path.join(output_dir, 'report.md'),
                           manifest['sweep'])

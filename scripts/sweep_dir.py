@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from experiments.config import ConfigError
 from experiments.summaries import SummaryWriter
-from scripts.sweeps import Sweep, Trial, axis_keys, short_value
+from scripts.sweeps import MODES, Sweep, Trial, axis_keys, short_value
 
 MANIFEST = 'sweep.json'
 STATUS = 'trial.json'
@@ -47,11 +47,20 @@ def _write_json(path: str, data: dict) -> None:
 
 
 def _read_json(path: str) -> dict | None:
+    """The JSON object in `path`, or None if there is no such file; raises
+    ConfigError for anything else (only a hand edit or a bad disk gets
+    there: the files are written atomically)."""
     try:
         with open(path) as f:
-            return json.load(f)
+            data = json.load(f)
     except FileNotFoundError:
         return None
+    except (OSError, ValueError) as e:  # ValueError: not JSON, not UTF-8
+        raise ConfigError(f'cannot read {path}: {e}') from e
+    if not isinstance(data, dict):
+        raise ConfigError(f'{path} is corrupt: it holds a '
+                          f'{type(data).__name__}, not a JSON object')
+    return data
 
 
 def manifest(name: str, sweep: Sweep, trials: Sequence[Trial]) -> dict:
@@ -67,11 +76,52 @@ def manifest(name: str, sweep: Sweep, trials: Sequence[Trial]) -> dict:
 
 
 def read_manifest(sweep_dir: str) -> dict:
-    data = _read_json(os.path.join(sweep_dir, MANIFEST))
+    path = os.path.join(sweep_dir, MANIFEST)
+    data = _read_json(path)
     if data is None:
         raise ConfigError(f'{sweep_dir} is not a sweep directory (it has no '
                           f'{MANIFEST}; python -m scripts.sweep writes one)')
+    problem = _manifest_problem(data)
+    if problem:
+        raise ConfigError(f'{path} is corrupt: {problem}')
     return data
+
+
+def _is_name(name: Any) -> bool:
+    """Whether `name` can be a trial's directory (one path component)."""
+    return (isinstance(name, str) and name not in ('', '.', '..')
+            and '/' not in name and '\0' not in name)
+
+
+def _manifest_problem(data: dict) -> str | None:
+    """What makes `data` unlike a manifest that manifest() wrote, if
+    anything (the report relies on all of it)."""
+    if not isinstance(data.get('sweep'), str):
+        return "'sweep' is not a name"
+    if data.get('mode') not in MODES:
+        return f"'mode' is not one of {MODES}"
+    axes, trials = data.get('axes'), data.get('trials')
+    if not (isinstance(axes, list) and axes and all(
+            isinstance(a, dict) and isinstance(a.get('key'), str)
+            and isinstance(a.get('values'), list) and a['values']
+            for a in axes)):
+        return "'axes' is not a list of {key, values}"
+    labels = {a['key']: {short_value(v) for v in a['values']} for a in axes}
+    if len(labels) < len(axes):
+        return 'two axes have the same key'
+    if not (isinstance(trials, list) and trials
+            and all(isinstance(t, dict) for t in trials)):
+        return "'trials' is not a list of trials"
+    names = [t.get('name') for t in trials]
+    if not all(map(_is_name, names)) or len(set(names)) < len(names):
+        return 'the trial names are not distinct directory names'
+    for trial in trials:
+        values = trial.get('values')
+        if not (isinstance(values, dict) and values.keys() == labels.keys()
+                and all(short_value(v) in labels[k]
+                        for k, v in values.items())):
+            return f'trial {trial["name"]!r} has values off its axes'
+    return None
 
 
 def _hparam_converters(data: dict) -> dict[str, Callable[[Any], Any]]:

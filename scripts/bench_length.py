@@ -31,10 +31,10 @@ under --min_available_gb); that length is recorded as out of memory, and the
 model's longer lengths are skipped. Peak RSS is the kernel's high-water mark
 of the process's resident set (VmHWM), the last one read.
 
-Prints a table, saves JSON (--json, default runs/benchmarks/length.json),
-each run's output (length_logs/ beside the JSON) and log-log plots of time
-per token and peak memory against length (<json name>_time_per_token.png,
-<json name>_memory.png).
+Prints a table, saves JSON (--json, default runs/benchmarks/length.json)
+and, next to it, log-log plots of time per token and peak memory against
+length (<json name>_time_per_token.png, <json name>_memory.png); each run's
+output is kept in <--work_dir>/logs/.
 """
 from __future__ import annotations
 
@@ -124,11 +124,13 @@ flags.DEFINE_integer('progress_every', 30, 'Seconds between progress lines '
 flags.DEFINE_integer('seed', 0, 'Data and weights seed.', lower_bound=0,
                      flag_values=FLAGS)
 flags.DEFINE_string('json', 'runs/benchmarks/length.json', 'Where to save '
-                    'the results; plots and logs go next to it.',
+                    'the results; the plots go next to it.',
                     flag_values=FLAGS)
+flags.DEFINE_string('work_dir', 'runs/benchmarks/length', 'Each run\'s '
+                    'output (logs/) and run directory (runs/, removed after '
+                    'reading unless --keep_runs).', flag_values=FLAGS)
 flags.DEFINE_bool('keep_runs', False, 'Keep the experiments.main run '
-                  'directories (under <json dir>/length_runs).',
-                  flag_values=FLAGS)
+                  'directories.', flag_values=FLAGS)
 
 
 # ------------------------------------------------------------ a process ----
@@ -314,12 +316,12 @@ def measure(model: Model, s: Settings, length: int, work_dir: str,
             say: Callable[[str], None]) -> dict:
     """Runs one (model, length) point in its own process; its table row."""
     steps = interval_steps(length, s.batch_size, FLAGS.tokens_per_interval)
-    run_dir = os.path.join(work_dir, 'length_runs', f'{model.key}_{length}')
+    run_dir = os.path.join(work_dir, 'runs', f'{model.key}_{length}')
     shutil.rmtree(run_dir, ignore_errors=True)
-    log_path = os.path.join(work_dir, 'length_logs',
-                            f'{model.key}_{length}.log')
+    log_path = os.path.join(work_dir, 'logs', f'{model.key}_{length}.log')
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     command = point_command(model, s, length, steps, FLAGS.intervals, run_dir)
+    load = os.getloadavg()[0]  # other work here slows the run down
 
     def progress(elapsed: float, rss: int) -> None:
         say(f'    ... {elapsed:.0f} s, RSS {rss / GB:.2f} GB')
@@ -330,7 +332,8 @@ def measure(model: Model, s: Settings, length: int, work_dir: str,
     row = {'model': model.key, 'label': model.label, 'length': length,
            'batch_size': s.batch_size, 'interval_steps': steps,
            'peak_rss_gb': outcome.peak_rss_bytes / GB,
-           'wall_s': outcome.wall_s, 'log': log_path, 'command': command}
+           'wall_s': outcome.wall_s, 'load_average_before': load,
+           'log': log_path, 'command': command}
     if outcome.killed_for:
         return {**row, 'status': outcome.killed_for}
     if outcome.exit_code:
@@ -545,8 +548,8 @@ def _command(args: list[str]) -> int:
     if not keys:
         raise ConfigError('no model left to measure')
     json_path = os.path.abspath(FLAGS.json)
-    work_dir = os.path.dirname(json_path)
-    os.makedirs(work_dir, exist_ok=True)
+    work_dir = os.path.abspath(FLAGS.work_dir)
+    os.makedirs(os.path.dirname(json_path), exist_ok=True)
     info = machine()
 
     def say(line: str) -> None:
@@ -559,7 +562,7 @@ def _command(args: list[str]) -> int:
             f'(PyTorch\'s threads suffer most)')
     say(f'{info["cpu_count"]} CPUs, {info["ram_gb"]:.1f} GB; memory limit '
         f'{FLAGS.memory_limit_gb:g} GB per run; logs in '
-        f'{os.path.join(work_dir, "length_logs")}')
+        f'{os.path.join(work_dir, "logs")}')
     rows, stopped, start = [], set(), time.monotonic()
     # Length by length, so every model at a length sees the machine alike.
     for i, length in enumerate(lengths):

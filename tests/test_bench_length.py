@@ -15,7 +15,7 @@ TINY = ['--d_model=16', '--d_ff=32', '--n_heads=2', '--chunk_len=16',
 def _run(tmp_path, *flags):
     json_path = tmp_path / 'out' / 'length.json'
     status = bench_length.main(['bench_length', *TINY, f'--json={json_path}',
-                                *flags])
+                                f'--work_dir={tmp_path}/work', *flags])
     return status, json_path
 
 
@@ -55,8 +55,10 @@ def test_tiny_run_measures_each_model_in_its_own_process(tmp_path, capsys):
     assert len(result['plots']) == 2 and all(map(_is_png, result['plots']))
     assert '[1/' in out and 'elapsed' in out  # progress lines
     # The runs' directories are removed; their logs stay.
-    assert not (json_path.parent / 'length_runs' / 'reformer_64').exists()
-    assert (json_path.parent / 'length_logs' / 'reformer_64.log').exists()
+    assert not (tmp_path / 'work' / 'runs' / 'reformer_64').exists()
+    assert (tmp_path / 'work' / 'logs' / 'reformer_64.log').exists()
+    assert sorted(os.listdir(json_path.parent)) == [
+        'length.json', 'length_memory.png', 'length_time_per_token.png']
 
 
 def test_watchdog_kills_a_run_over_the_limit_and_skips_longer_lengths(
@@ -113,7 +115,8 @@ def test_interval_steps_keep_trax_second_compile_in_the_warm_up():
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, capsys, flags, message):
     assert bench_length.main(['bench_length', *flags,
-                              f'--json={tmp_path}/x.json']) == 2
+                              f'--json={tmp_path}/x.json',
+                              f'--work_dir={tmp_path}/work']) == 2
     err = capsys.readouterr().err
     assert err.startswith('error: ') and message in err
     assert not os.listdir(tmp_path)

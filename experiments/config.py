@@ -97,11 +97,19 @@ def translate(binding: str) -> str:
 
 def build_experiment():
     """Calls the gin-configured root; every setting is validated here."""
+    from experiments import restore
     from experiments import training  # noqa: F401  (registers the root)
     try:
-        return gin.get_configurable('experiments.Experiment')()
+        experiment = gin.get_configurable('experiments.Experiment')()
     except (ValueError, TypeError) as e:
         raise ConfigError(_explain(e)) from e
+    task = experiment.task
+    restore.check_memory(
+        f'a batch of tasks.{task.name}.batch_size={task.batch_size} x '
+        f'length={task.length}',
+        restore.activation_size(experiment.model, task.batch_size,
+                                task.length))
+    return experiment
 
 
 # How gin names the configurable whose call failed; a `%NAME` that nothing

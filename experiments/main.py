@@ -87,9 +87,20 @@ def main(argv):
                _DRY_RUN.value, _OVERWRITE.value)
 
 
+def _parse_flags(argv):
+    """absl's parser, but a bad flag is one `error:` line and exit 2 (absl
+    prints several lines and exits 1)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        message = str(e).replace('\r', '\\r').replace('\n', '\\n')
+        print(f'error: {message}', file=sys.stderr)
+        sys.exit(2)
+
+
 def console():
     """The `seq-lab-train` console script."""
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == '__main__':

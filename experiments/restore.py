@@ -120,11 +120,6 @@ def restore(output_dir: str, gin_params: Sequence[str] = (),
             'weights; overrides may only change settings that keep them '
             '(e.g. n_hashes, n_buckets, chunk_len, attention, the task '
             'length)')
-    task = experiment.task
-    check_memory(f'a batch of tasks.{task.name}.batch_size={task.batch_size} '
-                 f'x length={task.length}',
-                 activation_size(experiment.model, task.batch_size,
-                                 task.length))
     return Restored(experiment, weights, state, checkpoint['step'],
                     output_dir, overrides)
 

@@ -121,3 +121,12 @@ def test_a_wrong_type_and_an_impossible_size_each_name_the_parameter(
         assert main.run(['codelab.gin'], [param], output_dir=str(out / 'r'),
                         dry_run=True) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_batch_bigger_than_the_machine_is_refused(out, capsys):
+    assert main.run(['codelab.gin'], ['tasks.copy.batch_size = 1099511627776'],
+                    output_dir=str(out / 'r'), dry_run=True) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: a batch of tasks.copy.batch_size=') and (
+        'GiB at once' in err), err
+    assert not (out / 'r').exists()

@@ -77,6 +77,11 @@ def test_cli_exit_code_and_message(tmp_path):
     assert 'd_modle' in result.stderr.strip().splitlines()[-1]
     assert 'Traceback' not in result.stderr
     assert os.listdir(tmp_path) == []
+    result = _cli('--gin_file=codelab.gin', '--n_steps=5', cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: Unknown command line flag 'n_steps'")
+    assert os.listdir(tmp_path) == []
 
 
 def test_cli_dry_run_from_another_directory(tmp_path):

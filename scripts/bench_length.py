@@ -333,7 +333,9 @@ def measure(model: Model, s: Settings, length: int, work_dir: str,
            'batch_size': s.batch_size, 'interval_steps': steps,
            'peak_rss_gb': outcome.peak_rss_bytes / GB,
            'wall_s': outcome.wall_s, 'load_average_before': load,
-           'log': log_path, 'command': command}
+           # Relative, so a committed JSON names no one's paths.
+           'log': os.path.relpath(log_path),
+           'command': ['python'] + command[1:]}
     if outcome.killed_for:
         return {**row, 'status': outcome.killed_for}
     if outcome.exit_code:
@@ -596,7 +598,8 @@ def _command(args: list[str]) -> int:
             'min_available_gb': FLAGS.min_available_gb},
             'command': command_line(),
             'total_wall_s': time.monotonic() - start,
-            'longest': summary, 'plots': plots, 'rows': rows}, f, indent=2)
+            'longest': summary, 'rows': rows,
+            'plots': [os.path.basename(p) for p in plots]}, f, indent=2)
     say(f'wrote {json_path} and {", ".join(plots)}')
     return 0
 

@@ -52,7 +52,9 @@ def test_tiny_run_measures_each_model_in_its_own_process(tmp_path, capsys):
         m: {'longest_ok': 64, 'stopped_by': None} for m in expected}
     assert result['machine']['cpu_count'] == os.cpu_count()
     assert result['machine']['trax'] == '1.4.1'
-    assert len(result['plots']) == 2 and all(map(_is_png, result['plots']))
+    assert result['plots'] == ['length_time_per_token.png',
+                               'length_memory.png']
+    assert all(_is_png(json_path.parent / p) for p in result['plots'])
     assert '[1/' in out and 'elapsed' in out  # progress lines
     # The runs' directories are removed; their logs stay.
     assert not (tmp_path / 'work' / 'runs' / 'reformer_64').exists()
@@ -74,7 +76,7 @@ def test_watchdog_kills_a_run_over_the_limit_and_skips_longer_lengths(
     assert row['peak_rss_gb'] > 0.2
     assert result['longest'] == {'transformer': {
         'longest_ok': None, 'stopped_by': '64: out of memory (> 0.2 GB)'}}
-    assert all(map(_is_png, result['plots']))
+    assert all(_is_png(json_path.parent / p) for p in result['plots'])
     assert '| TransformerLM (this project) | none |' in out
 
 

@@ -49,6 +49,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 import types
 from typing import Callable, Sequence
@@ -462,7 +463,8 @@ def plot(rows: Sequence[dict], limit_gb: float, title: str,
         lengths = sorted({r['length'] for r in rows})
         axes.set_xticks(lengths, [_short(n) for n in lengths])
         axes.xaxis.set_minor_locator(ticker.NullLocator())
-        axes.set_title(title, fontsize=9)
+        axes.set_title('\n'.join(textwrap.wrap(
+            title, 75, break_on_hyphens=False)), fontsize=9)
         axes.grid(True, which='major', alpha=0.3)
         axes.set_xlabel('sequence length (tokens)')
         axes.set_ylabel(ylabel)

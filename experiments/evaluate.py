@@ -45,8 +45,10 @@ flags.DEFINE_integer('num_batches', None, 'Eval batches (default: the '
 RESULTS_DIR = 'evaluations'
 
 
-def evaluate(restored, n_batches: int | None = None) -> dict[str, float]:
-    """Teacher-forced metrics and decoded exact match on the eval split."""
+def evaluate(restored, n_batches: int | None = None,
+             decode: bool = True) -> dict[str, float]:
+    """Teacher-forced metrics on the eval split, and (if `decode`) the
+    decoded exact match."""
     exp = restored.experiment
     batches = [exp.task.batch('eval', i)
                for i in range(n_batches or exp.n_eval_batches)]
@@ -59,9 +61,11 @@ def evaluate(restored, n_batches: int | None = None) -> dict[str, float]:
     values = [np.asarray(forward(b, weights, state, rng)[0], np.float64)
               for b in batches]
     metrics = dict(zip(training.METRIC_NAMES, np.mean(values, axis=0)))
-    decoder = decoding.decoder_for(exp.model, exp.task.length, seed=exp.seed)
-    metrics['exact_match'] = decoding.exact_match(decoder, restored.weights,
-                                                  batches)
+    if decode:
+        decoder = decoding.decoder_for(exp.model, exp.task.length,
+                                       seed=exp.seed)
+        metrics['exact_match'] = decoding.exact_match(
+            decoder, restored.weights, batches)
     return {name: float(value) for name, value in metrics.items()}
 
 
@@ -96,17 +100,24 @@ def run(output_dir: str | None, gin_params: Sequence[str] = (),
           f'{n_examples} eval examples of {exp.task.name} (length '
           f'{exp.task.length}):')
     print('  ' + '  '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
-    path = results_path(output_dir, restored.step, restored.overrides)
+    print(f'wrote {save(restored, metrics, n_examples)}')
+    return 0
+
+
+def save(restored, metrics: dict[str, float], n_examples: int) -> str:
+    """Writes the metrics (atomically) to results_path(); returns it."""
+    exp = restored.experiment
+    path = results_path(restored.output_dir, restored.step,
+                        restored.overrides)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + '.tmp', 'w') as f:
-        json.dump({'output_dir': output_dir, 'step': restored.step,
+        json.dump({'output_dir': restored.output_dir, 'step': restored.step,
                    'overrides': list(restored.overrides),
                    'task': exp.task.name, 'length': exp.task.length,
                    'n_examples': n_examples, 'metrics': metrics}, f,
                   indent=2)
     os.replace(path + '.tmp', path)
-    print(f'wrote {path}')
-    return 0
+    return path
 
 
 def _command(args: list[str]) -> int:

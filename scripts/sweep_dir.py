@@ -154,8 +154,9 @@ def write_manifest(sweep_dir: str, data: dict) -> None:
         os.remove(old)
     _write_json(path, data)
     convert = _hparam_converters(data)
-    hparams = [hp.HParam(axis['key'], hp.Discrete(
-        [convert[axis['key']](v) for v in axis['values']]))
+    # dict.fromkeys: a zip axis may repeat a value; HParams lists it once.
+    hparams = [hp.HParam(axis['key'], hp.Discrete(list(dict.fromkeys(
+        convert[axis['key']](v) for v in axis['values']))))
         for axis in data['axes']]
     metrics = [hp.Metric(tag, group=run, display_name=f'{run} {tag}')
                for run, tag in HPARAMS_METRICS]

@@ -61,7 +61,10 @@ class Sweep:
             if not isinstance(values, (list, tuple)) or not values:
                 raise ValueError(f'Sweep.axes[{name!r}] must be a non-empty '
                                  f'list of values, got {values!r}')
-            if len(set(map(_gin_value, values))) < len(values):
+            # A zip may repeat a value (attention 'lsh' with 1, 2, 4 hashes);
+            # expand() still rejects two trials with the same values.
+            if self.mode != 'zip' and len(set(map(_gin_value, values))) < len(
+                    values):
                 raise ValueError(f'Sweep.axes[{name!r}] repeats a value: '
                                  f'{values!r}')
         if self.mode not in MODES:

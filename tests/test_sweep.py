@@ -42,6 +42,18 @@ def test_zip_takes_the_ith_value_of_every_axis():
                                         'n_heads=4,d_ff=64']
 
 
+def test_zip_may_repeat_a_value_but_not_a_trial():
+    axes = {'models.TransformerLM.n_heads': [1, 2, 2],
+            'models.TransformerLM.d_ff': [16, 16, 32]}
+    trials = sweeps.expand(_sweep(axes, mode='zip'))
+    assert [t.name for t in trials] == ['n_heads=1,d_ff=16',
+                                        'n_heads=2,d_ff=16',
+                                        'n_heads=2,d_ff=32']
+    axes['models.TransformerLM.d_ff'] = [16, 32, 32]
+    with pytest.raises(ConfigError, match="name 'n_heads=2,d_ff=32'"):
+        sweeps.expand(_sweep(axes, mode='zip'))
+
+
 def test_names_and_bindings_from_references_strings_and_floats():
     trials = sweeps.expand(_sweep({
         'experiments.Experiment.model': ['@models.TransformerLM()',

@@ -1,0 +1,170 @@
+"""scripts.table2 end to end at a tiny size, then rerun, then bad input.
+
+One module-scoped run: the shipped Table 2 sweep's four models (its base
+experiment and axes) shrunk to d_model 16 and length 16 and trained 2 steps,
+each evaluated under the five settings; the checks are on the table's shape
+and files, not on the paper's numbers. Three of the models are trained here
+in-process and marked finished, as a rerun finds them, and the sweep trains
+the fourth in its own process: each such process spends about 40 s of CPU
+importing trax, which would make four of them most of the test's time.
+"""
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+
+import pytest
+
+from experiments import main as experiments_main
+from scripts import sweep_dir, sweeps, table2
+
+SHRINK = [
+    'models.ReformerLM.d_model = 16', 'models.ReformerLM.d_ff = 16',
+    'models.ReformerLM.n_heads = 2', 'LENGTH = 16', 'BATCH_SIZE = 4',
+    'models.ReformerLM.chunk_len = 4', 'models.ReformerLM.n_buckets = 4',
+    'experiments.Experiment.n_steps = 2',
+    'experiments.Experiment.eval_every = 2',
+    'experiments.Experiment.checkpoint_every = 2',
+    'experiments.Experiment.n_eval_batches = 1',
+]
+ROWS = ['full attention', 'LSH-4', 'LSH-2', 'LSH-1']
+EVAL = ['--eval_batches=2', '--eval_batch_size=4']
+
+
+def _sweep_file(path, axes, base='reformer_copy_table2.gin', bindings=()):
+    path.write_text(
+        '# A tiny Table 2 sweep (tests only).\nimport scripts.sweeps\n'
+        f'scripts.Sweep.base = {base!r}\n'
+        f'scripts.Sweep.bindings = {SHRINK + list(bindings)!r}\n'
+        f'scripts.Sweep.axes = {axes!r}\n'
+        "scripts.Sweep.mode = 'zip'\n")
+    return str(path)
+
+
+def _table2(*args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = table2.main(['scripts.table2', *args])
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    base = tmp_path_factory.mktemp('table2')
+    shipped = sweeps.load('sweeps/reformer_table2.gin')
+    sweep_file = _sweep_file(base / 'tiny.gin',
+                             {k: list(v) for k, v in shipped.axes.items()})
+    root = str(base / 'runs')
+    loaded = sweeps.load(sweep_file)
+    for trial in sweeps.expand(loaded)[:3]:
+        trial_dir = os.path.join(root, trial.name)
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert experiments_main.run(list(loaded.base),
+                                        list(trial.bindings), trial_dir) == 0
+        sweep_dir.write_status(trial_dir, {'name': trial.name,
+                                           'state': sweep_dir.FINISHED})
+    args = [f'--gin_file={sweep_file}', f'--output_dir={root}',
+            '--parallel=2', *EVAL]
+    first = _table2(*args)
+    tables = _read(root, 'table2.csv'), _read(root, 'table2.md')
+    second = _table2(*args)
+    return root, first, second, tables
+
+
+def _read(root, name):
+    with open(os.path.join(root, name)) as f:
+        return f.read()
+
+
+def _csv(root):
+    return list(csv.DictReader(io.StringIO(_read(root, 'table2.csv'))))
+
+
+def test_the_run_trains_evaluates_and_writes_the_tables(tiny):
+    root, (status, out, err) = tiny[:2]
+    assert status == 0, err
+    assert 'Sweep tiny: 4 trial(s), 2 at a time' in out
+    assert out.count('finished earlier') == 3
+    assert sweep_dir.is_finished(sweep_dir.read_status(
+        os.path.join(root, 'attention=lsh,n_hashes=1')))
+    evaluations = re.findall(r'^\[ *\d+/20\] trained with (.+?), evaluated '
+                             r'with (\S+): accuracy', out, re.M)
+    assert len(evaluations) == 20
+    assert sorted(set(r for r, _ in evaluations)) == sorted(ROWS)
+    for name in table2.OUTPUTS:
+        assert os.path.getsize(os.path.join(root, name)) > 0, name
+    with open(os.path.join(root, 'table2.png'), 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_the_csv_holds_4_x_5_measured_values_in_0_1_and_the_paper(tiny):
+    rows = _csv(tiny[0])
+    columns = list(table2.COLUMNS)
+    assert list(rows[0]) == ['source', 'metric', 'trained_with', *columns]
+    for metric in ('accuracy', 'sequence_accuracy'):
+        measured = [r for r in rows
+                    if (r['source'], r['metric']) == ('measured', metric)]
+        assert [r['trained_with'] for r in measured] == ROWS
+        for row in measured:
+            assert all(0.0 <= float(row[c]) <= 1.0 for c in columns)
+    paper = {r['trained_with']: [float(r[c]) for c in columns]
+             for r in rows if r['source'] == 'paper'}
+    assert paper == {label: list(v) for label, v in table2.PAPER.items()}
+
+
+def test_the_markdown_has_three_4_x_5_tables(tiny):
+    text = _read(tiny[0], 'table2.md')
+    headers = re.findall(r'^\| trained with \\ evaluated with \| (.*) \|$',
+                         text, re.M)
+    assert headers == [' | '.join(table2.COLUMNS)] * 3
+    for label in ROWS:
+        cells = re.findall(rf'^\| {label} \|(.*)\|$', text, re.M)
+        assert len(cells) == 3
+        for line in cells:
+            values = [c.strip() for c in line.split('|')]
+            assert len(values) == 5
+            assert all(re.fullmatch(r'\d{1,3}\.\d%', v) for v in values)
+    paper = '| full attention | 100.0% | 94.8% | 92.5% | 76.9% | 52.5% |'
+    assert paper in text
+
+
+def test_each_evaluation_is_saved_beside_its_run(tiny):
+    root = tiny[0]
+    for trial in os.listdir(root):
+        if os.path.isdir(os.path.join(root, trial)):
+            saved = os.listdir(os.path.join(root, trial, 'evaluations'))
+            assert len(saved) == 5, trial
+            with open(os.path.join(root, trial, 'evaluations',
+                                   saved[0])) as f:
+                assert json.load(f)['n_examples'] == 8
+
+
+def test_a_rerun_trains_nothing_and_reuses_every_evaluation(tiny):
+    root, _, (status, out, err), tables = tiny
+    assert status == 0, err
+    assert out.count('finished earlier') == 4
+    assert out.count('(saved earlier)') == 20
+    assert (_read(root, 'table2.csv'), _read(root, 'table2.md')) == tables
+
+
+@pytest.mark.parametrize('setup, message', [
+    (lambda p: str(p / 'missing.gin'), 'gin file not found'),
+    (lambda p: _sweep_file(p / 'twice.gin', {
+        'models.ReformerLM.chunk_len': [4, 8]}), 'two trials train LSH-2'),
+    (lambda p: _sweep_file(p / 'transformer.gin', {
+        'models.TransformerLM.d_model': [16, 32]},
+        bindings=['experiments.Experiment.model = @models.TransformerLM()',
+                  'models.TransformerLM.vocab_size = 128']),
+     'trains TransformerLM; the table needs ReformerLM'),
+])
+def test_bad_input_is_one_error_line_and_runs_nothing(tmp_path, setup,
+                                                      message):
+    root = tmp_path / 'runs'
+    status, out, err = _table2(f'--gin_file={setup(tmp_path)}',
+                               f'--output_dir={root}')
+    assert status == 2
+    assert err.count('\n') == 1 and err.startswith('error: ')
+    assert message in err
+    assert not root.exists()

@@ -95,20 +95,34 @@ def translate(binding: str) -> str:
     return f'models.ReformerLM.{name} = {value.strip()}'
 
 
+def activation_size(model, n_sequences: int, length: int) -> int:
+    """Numbers in the model's widest activation for `n_sequences`."""
+    return n_sequences * length * max(model.d_model, model.d_ff,
+                                      model.vocab_size)
+
+
+def check_memory(what: str, n_numbers: int) -> None:
+    """Refuses `what` if `n_numbers` float32s at once exceed this machine's
+    memory: an impossible size, reported before anything is allocated."""
+    memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    if 4 * n_numbers > memory:
+        raise ConfigError(
+            f'{what} needs {4 * n_numbers / 2**30:.3g} GiB at once; this '
+            f'machine has {memory / 2**30:.3g} GiB')
+
+
 def build_experiment():
     """Calls the gin-configured root; every setting is validated here."""
-    from experiments import restore
     from experiments import training  # noqa: F401  (registers the root)
     try:
         experiment = gin.get_configurable('experiments.Experiment')()
     except (ValueError, TypeError) as e:
         raise ConfigError(_explain(e)) from e
     task = experiment.task
-    restore.check_memory(
+    check_memory(
         f'a batch of tasks.{task.name}.batch_size={task.batch_size} x '
         f'length={task.length}',
-        restore.activation_size(experiment.model, task.batch_size,
-                                task.length))
+        activation_size(experiment.model, task.batch_size, task.length))
     return experiment
 
 

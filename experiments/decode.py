@@ -22,8 +22,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from experiments import decoding, restore
-from experiments.config import ConfigError
+from experiments import compile_cache, config, decoding, restore
 from scripts import cli
 
 FLAGS = flags.FlagValues()
@@ -58,14 +57,14 @@ def parse_prompt(text: str, vocab_size: int) -> list[int]:
     try:
         tokens = [int(t) for t in text.replace(',', ' ').split()]
     except ValueError:
-        raise ConfigError(f'--prompt={text!r}: give token ids (ints) '
-                                  'separated by spaces') from None
+        raise config.ConfigError(f'--prompt={text!r}: give token ids '
+                                 '(ints) separated by spaces') from None
     if not tokens:
-        raise ConfigError('--prompt is empty')
+        raise config.ConfigError('--prompt is empty')
     bad = [t for t in tokens if not 0 <= t < vocab_size]
     if bad:
-        raise ConfigError(f'--prompt={text!r}: token ids must be in '
-                                  f'[0, {vocab_size}), got {bad}')
+        raise config.ConfigError(f'--prompt={text!r}: token ids must be '
+                                 f'in [0, {vocab_size}), got {bad}')
     return tokens
 
 
@@ -81,7 +80,7 @@ def show_examples(restored, split: str, n: int, temperature: float,
                   seed: int) -> None:
     exp = restored.experiment
     # All n are decoded as one batch.
-    restore.check_memory(f'--num_examples={n}', restore.activation_size(
+    config.check_memory(f'--num_examples={n}', config.activation_size(
         exp.model, n, exp.task.length))
     examples = task_examples(exp.task, split, n)
     decoder = decoding.decoder_for(exp.model, exp.task.length, seed=exp.seed)
@@ -105,7 +104,7 @@ def complete_prompts(restored, texts: Sequence[str], length: int | None,
     length = length or exp.task.length
     longest = max(map(len, prompts))
     if longest >= length:
-        raise ConfigError(
+        raise config.ConfigError(
             f'a prompt has {longest} tokens; --length={length} leaves '
             'nothing to generate')
     padded = np.zeros((len(prompts), longest), np.int32)
@@ -127,12 +126,12 @@ def run(output_dir: str | None, *, num_examples: int = 8,
     """The whole command after flag parsing; returns the exit status."""
     logging.set_verbosity(logging.WARNING)
     if not output_dir:
-        raise ConfigError('give --output_dir, the run to decode with')
+        raise config.ConfigError('give --output_dir, the run to decode with')
     if not math.isfinite(temperature):
-        raise ConfigError(f'--temperature must be a finite number >= 0, got '
-                          f'{temperature}')
+        raise config.ConfigError(
+            f'--temperature must be a finite number >= 0, got {temperature}')
     if length is not None and not prompts:
-        raise ConfigError(
+        raise config.ConfigError(
             '--length applies to --prompt; task examples have the task '
             "length (change it with --gin_param='tasks.<task>.length=...')")
     restored = restore.restore(output_dir, gin_params, step)
@@ -148,7 +147,8 @@ def run(output_dir: str | None, *, num_examples: int = 8,
 
 def _command(args: list[str]) -> int:
     if args:
-        raise ConfigError(f'unexpected arguments {args}')
+        raise config.ConfigError(f'unexpected arguments {args}')
+    compile_cache.enable()
     return run(FLAGS.output_dir, num_examples=FLAGS.num_examples,
                split=FLAGS.split, prompts=FLAGS.prompt, length=FLAGS.length,
                temperature=FLAGS.temperature, seed=FLAGS.seed,

@@ -27,8 +27,7 @@ import numpy as np
 from trax import layers as tl
 from trax import shapes
 
-from experiments import decoding, restore, training
-from experiments.config import ConfigError
+from experiments import compile_cache, config, decoding, restore, training
 from scripts import cli
 
 FLAGS = flags.FlagValues()
@@ -83,14 +82,14 @@ def run(output_dir: str | None, gin_params: Sequence[str] = (),
     """The whole command after flag parsing; returns the exit status."""
     logging.set_verbosity(logging.WARNING)
     if not output_dir:
-        raise ConfigError('give --output_dir, the run to evaluate')
+        raise config.ConfigError('give --output_dir, the run to evaluate')
     restored = restore.restore(output_dir, gin_params, step)
     exp = restored.experiment
     n_batches = num_batches or exp.n_eval_batches
     setting = (f'--num_batches={n_batches}' if num_batches else
                f'experiments.Experiment.n_eval_batches={n_batches}')
     # evaluate() holds every batch (inputs, targets, loss weights) at once.
-    restore.check_memory(f'{setting} batches of {exp.task.batch_size} x '
+    config.check_memory(f'{setting} batches of {exp.task.batch_size} x '
                          f'{exp.task.length} tokens',
                          3 * n_batches * exp.task.batch_size * exp.task.length)
     metrics = evaluate(restored, num_batches)
@@ -122,7 +121,8 @@ def save(restored, metrics: dict[str, float], n_examples: int) -> str:
 
 def _command(args: list[str]) -> int:
     if args:
-        raise ConfigError(f'unexpected arguments {args}')
+        raise config.ConfigError(f'unexpected arguments {args}')
+    compile_cache.enable()
     return run(FLAGS.output_dir, FLAGS.gin_param, FLAGS.step,
                FLAGS.num_batches)
 

@@ -124,23 +124,6 @@ def restore(output_dir: str, gin_params: Sequence[str] = (),
                     output_dir, overrides)
 
 
-def activation_size(model: LanguageModel, n_sequences: int,
-                    length: int) -> int:
-    """Numbers in the model's widest activation for `n_sequences`."""
-    return n_sequences * length * max(model.d_model, model.d_ff,
-                                      model.vocab_size)
-
-
-def check_memory(what: str, n_numbers: int) -> None:
-    """Refuses `what` if `n_numbers` float32s at once exceed this machine's
-    memory: an impossible size, reported before anything is allocated."""
-    memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-    if 4 * n_numbers > memory:
-        raise config.ConfigError(
-            f'{what} needs {4 * n_numbers / 2**30:.3g} GiB at once; this '
-            f'machine has {memory / 2**30:.3g} GiB')
-
-
 def fitting_state(saved, fresh):
     """`saved` (the checkpoint's model state) where it fits the model being
     run, else `fresh` (its seeded initial state). With no overrides the saved

@@ -29,6 +29,7 @@ from experiments import checkpoints
 from experiments import decoding
 from experiments import run_dir
 from experiments import summaries
+from experiments import xla_cpu
 from experiments.summaries import SummaryWriter
 from models.language_models import LanguageModel
 from tasks import SequenceTask
@@ -167,6 +168,7 @@ class TrainingRun:
         self.exp = experiment
         self.output_dir = output_dir
         self.n_devices = experiment.resolved_n_devices()
+        xla_cpu.unroll_threefry()  # before anything below is compiled
         task = experiment.task
         # Separate keys for init, eval and training; a step's key depends only
         # on the step, so a resumed run draws exactly the same numbers.
@@ -250,11 +252,20 @@ class TrainingRun:
                    for i in range(self.exp.n_eval_batches))
         return decoding.exact_match(decoder, self.weights[0], batches)
 
-    def learning_rate(self, step: int) -> float:
+    def learning_rates(self, first: int, n: int) -> np.ndarray:
+        """The schedule's rates for steps first .. first + n - 1."""
         schedule = self.exp.lr_schedule
         if schedule is None:
-            return self._default_learning_rate
-        return float(schedule(step))
+            return np.full(n, self._default_learning_rate, np.float32)
+        # With NumPy, not JAX (trax's schedules are written for either): a
+        # JAX op here would queue behind the training call running on the
+        # same CPU device, so the next call could not be prepared meanwhile.
+        with trax.fastmath.use_backend(trax.fastmath.Backend.NUMPY):
+            return np.array([schedule(s) for s in range(first, first + n)],
+                            np.float32)
+
+    def learning_rate(self, step: int) -> float:
+        return float(self.learning_rates(step, 1)[0])
 
     def train_steps(self, batches: list) -> jax.Array:
         """Runs one step per batch (at most steps_per_call) in one compiled
@@ -269,8 +280,7 @@ class TrainingRun:
         stacked = jax.device_put(tuple(np.stack(x) for x in zip(*padded)),
                                  self._batches_sharding)
         rates = np.zeros(self.steps_per_call, np.float32)
-        rates[:n] = [self.learning_rate(step) for step in range(first,
-                                                                 first + n)]
+        rates[:n] = self.learning_rates(first, n)
         self.weights, self.slots, self.state, losses = self._train_steps(
             self.weights, self.slots, self.state, self._opt_params, stacked,
             rates, self._train_rng, np.int32(first), np.int32(n))

@@ -115,3 +115,62 @@ def test_steps_per_call_do_not_change_the_numbers(name, tmp_path):
     assert len(set(one_loss.tolist())) == 10  # the steps really differ
     for a, b in zip(one_weights, ten_weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_learning_rates_follow_the_schedule_without_jax(monkeypatch):
+    """The rates for a call are the schedule's (within float32 rounding: NumPy
+    evaluates in float64) and are computed without a JAX op, which would wait
+    for the training call running on the device."""
+    import gin
+    import jax
+    import numpy as np
+    from experiments import config, training
+
+    gin.clear_config()
+    config.parse(['codelab.gin'], [])
+    experiment = config.build_experiment()
+    run = training.TrainingRun(experiment, '/nonexistent/not-written')
+    expected = np.float32([experiment.lr_schedule(s) for s in range(1, 1201)])
+
+    def no_jax(*args, **kwargs):
+        raise AssertionError('the schedule ran a JAX op')
+
+    monkeypatch.setattr(jax.numpy, 'minimum', no_jax)
+    monkeypatch.setattr(jax.numpy, 'sqrt', no_jax)
+    rates = run.learning_rates(1, 1200)
+    assert rates.dtype == np.float32 and rates.shape == (1200,)
+    np.testing.assert_allclose(rates, expected, rtol=2e-7)
+    assert rates[0] < rates[399] and rates[1199] < rates[399]  # warm-up, decay
+    assert run.learning_rate(400) == rates[399]
+
+
+def test_unrolled_threefry_draws_the_same_bits():
+    """experiments.xla_cpu swaps JAX's rolled CPU loop for the unrolled form:
+    the same random bits, with no loop left in the compiled program."""
+    import subprocess
+    import sys
+    script = '''
+import json, jax, numpy as np
+from experiments import xla_cpu
+key = jax.random.PRNGKey(7)
+def draw(k):
+    return jax.random.bits(k, (3, 1000)), jax.random.bernoulli(k, 0.9, (257,))
+rolled = jax.jit(draw)
+before = [np.asarray(x).tolist() for x in rolled(key)]
+rolled_hlo = rolled.lower(key).compile().as_text()
+assert xla_cpu.unroll_threefry()
+unrolled = jax.jit(lambda k: draw(k))
+after = [np.asarray(x).tolist() for x in unrolled(key)]
+print(json.dumps({'same': before == after,
+                  'rolled_loops': rolled_hlo.count(' while('),
+                  'unrolled_loops': unrolled.lower(key).compile().as_text()
+                  .count(' while(')}))
+'''
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True, text=True, check=True,
+                            env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+    import json
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome == {'same': True, 'rolled_loops': outcome['rolled_loops'],
+                       'unrolled_loops': 0}
+    assert outcome['rolled_loops'] > 0

@@ -9,7 +9,9 @@ lists them). Patches replace module attributes of jax/trax in memory, never
 files on disk, and restore trax-era behaviour. trax's own tests run under
 this bridge with `python -m experiments.trax_upstream_tests`.
 """
+import contextlib
 import importlib.metadata
+import inspect
 import os
 import sys
 import types
@@ -260,6 +262,47 @@ def _trax_reshape_by_device_uncommitted() -> None:
     trax.layers.reshape_by_device = reshape_by_device
 
 
+# ---------------------------------------------------------------- speed ----
+
+def _shallow_stack(context: int = 1) -> list:
+    # inspect.stack() without source lines: frames, files and line numbers.
+    records, frame = [], sys._getframe(1)
+    while frame is not None:
+        records.append(inspect.FrameInfo(
+            frame, frame.f_code.co_filename, frame.f_lineno,
+            frame.f_code.co_name, None, None))
+        frame = frame.f_back
+    return records
+
+
+def _shallow_frameinfo(frame, context: int = 1) -> inspect.Traceback:
+    return inspect.Traceback(frame.f_code.co_filename, frame.f_lineno,
+                             frame.f_code.co_name, None, None)
+
+
+@contextlib.contextmanager
+def _shallow_inspect():
+    # Symptom: `import trax` takes 15-20 s, most of it in inspect.stack():
+    # trax's @assert_shape (65 uses at import, and more each time a model is
+    # built) records its caller's file and line through inspect.stack(),
+    # which looks up the source of every frame on the stack, scanning all of
+    # sys.modules (thousands, with TensorFlow) for each import-machinery
+    # frame. Only the caller's file and line are used; these give them
+    # without touching sources. Global only while trax imports, then for
+    # trax's assert_shape module alone.
+    saved = inspect.stack, inspect.getframeinfo
+    inspect.stack, inspect.getframeinfo = _shallow_stack, _shallow_frameinfo
+    try:
+        yield
+    finally:
+        inspect.stack, inspect.getframeinfo = saved
+    shallow = types.ModuleType('inspect')
+    shallow.__dict__.update(vars(inspect), stack=_shallow_stack,
+                            getframeinfo=_shallow_frameinfo)
+    # (trax.layers.assert_shape is the decorator; its module is here.)
+    sys.modules['trax.layers.assert_shape'].inspect = shallow
+
+
 # ---------------------------------------------------------------- apply ----
 
 _JAX_PATCHES = (
@@ -289,7 +332,8 @@ def apply() -> None:
     _quiet_jax_host_count()
     for patch in _JAX_PATCHES:
         patch()
-    import trax  # noqa: F401  (only after jax is patched)
+    with _shallow_inspect():
+        import trax  # noqa: F401  (only after jax is patched)
     for patch in _TRAX_PATCHES:
         patch()
     _APPLIED = True

@@ -5,7 +5,8 @@ without JAX's persistent compilation cache.
     python -m scripts.bench_startup --gin_file=codelab.gin --json=startup.json
 
 Times, each in a fresh process and a fresh output directory:
-- `import trax` alone (the floor: it imports TensorFlow);
+- `import trax` alone, and through experiments.trax_bridge as every
+  command imports it (the floor);
 - `experiments.main` running one step (one eval batch, one checkpoint), first
   with an empty cache, then again with the cache it filled, then with the
   cache off;
@@ -85,8 +86,10 @@ def measure(gin_file: str, sweep: bool) -> dict:
     with tempfile.TemporaryDirectory() as work:
         cache = os.path.join(work, 'cache')
         path = lambda name: os.path.join(work, name)
-        print('timing import trax', flush=True)
-        result = {'import_trax_s': _timed(['-c', 'import trax'], '')}
+        print('timing import trax, alone and through the bridge', flush=True)
+        result = {'import_trax_s': _timed(['-c', 'import trax'], ''),
+                  'import_bridged_trax_s': _timed(
+                      ['-c', 'import experiments.trax_bridge'], '')}
         print('timing a one-step run: empty cache, warm cache, no cache',
               flush=True)
         result['first_run_s'] = _one_step_run(gin_file, path('a'), cache)
@@ -108,6 +111,8 @@ def format_table(gin_file: str, r: dict) -> str:
     return '\n'.join([
         f'| {gin_file}, command to first step | seconds |', '|---|---|',
         f'| `import trax` alone | {r["import_trax_s"]:.1f} |',
+        f'| `import trax` through experiments.trax_bridge (as every command '
+        f'does) | {r["import_bridged_trax_s"]:.1f} |',
         f'| first run (empty compilation cache) | {r["first_run_s"]:.1f} |',
         f'| second run (warm cache) | {r["second_run_s"]:.1f} '
         f'({r["second_run_speedup"]:.1f}x sooner) |',

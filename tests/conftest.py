@@ -22,13 +22,19 @@ def clear_gin():
     gin.clear_config()
 
 
-def pytest_collection_modifyitems(items):
+UPSTREAM = 'test_trax_upstream.py::test_trax_upstream_tests_pass'
+
+
+def pytest_itemcollected(item):
     """Under pytest-xdist (`--dist loadgroup`): a module's tests stay on one
     worker, so its shared fixtures are built once, except trax's own test
-    runs, which start first and spread over the workers: they are the
-    longest."""
-    upstream = 'test_trax_upstream.py::test_trax_upstream_tests_pass'
-    for item in items:
-        if upstream not in item.nodeid:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-    items.sort(key=lambda item: upstream not in item.nodeid)
+    runs, which spread over the workers: they are the longest. Marked as
+    each test is collected because pytest-xdist reads the marks in its
+    pytest_collection_modifyitems, which runs before this file's."""
+    if UPSTREAM not in item.nodeid:
+        item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def pytest_collection_modifyitems(items):
+    """trax's own test runs start first."""
+    items.sort(key=lambda item: UPSTREAM not in item.nodeid)

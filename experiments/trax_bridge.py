@@ -282,7 +282,7 @@ def _shallow_frameinfo(frame, context: int = 1) -> inspect.Traceback:
 
 @contextlib.contextmanager
 def _shallow_inspect():
-    # Symptom: `import trax` takes 15-20 s, most of it in inspect.stack():
+    # Symptom: `import trax` takes 18-31 s, most of it in inspect.stack():
     # trax's @assert_shape (65 uses at import, and more each time a model is
     # built) records its caller's file and line through inspect.stack(),
     # which looks up the source of every frame on the stack, scanning all of

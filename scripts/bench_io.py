@@ -1,10 +1,13 @@
 """What every benchmark command shares: checking its inputs before minutes
-of work, naming the machine, saving the figures as JSON."""
+of work, running Python in a fresh process, naming the machine, saving the
+figures as JSON."""
 from __future__ import annotations
 
 import json
 import os
 import platform
+import subprocess
+import sys
 
 from experiments.config import ConfigError
 
@@ -18,6 +21,18 @@ def check_inputs(json_path: str, gin_files=()) -> None:
     for gin_file in gin_files:
         config.parse([gin_file], [])
         config.build_experiment()
+
+
+def run_python(args: list[str], what: str | None = None,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python args` in a fresh process, output captured; raises
+    RuntimeError with the end of its stderr if it fails."""
+    result = subprocess.run([sys.executable] + args, env=env,
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f'{what or " ".join(args)} failed (exit '
+                           f'{result.returncode}):\n{result.stderr[-3000:]}')
+    return result
 
 
 def machine() -> str:

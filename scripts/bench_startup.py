@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,15 +47,9 @@ ONE_STEP = ['experiments.Experiment.n_steps = 1',
 def _timed(args: list[str], cache_dir: str) -> float:
     """Wall seconds of `python args` with the compilation cache in
     cache_dir ('' = off)."""
-    env = {**os.environ, compile_cache.ENV: cache_dir}
     start = time.perf_counter()
-    result = subprocess.run([sys.executable] + args, env=env,
-                            capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode:
-        raise RuntimeError(f'{" ".join(args)} failed (exit '
-                           f'{result.returncode}):\n{result.stderr[-3000:]}')
-    return seconds
+    bench_io.run_python(args, env={**os.environ, compile_cache.ENV: cache_dir})
+    return time.perf_counter() - start
 
 
 def _one_step_run(gin_file: str, output_dir: str, cache_dir: str) -> float:

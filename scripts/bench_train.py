@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -137,19 +136,11 @@ def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best
 
 
-def _python(args: list[str], what: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable] + args, capture_output=True,
-                            text=True)
-    if result.returncode:
-        raise RuntimeError(f'{what} failed (exit {result.returncode}):\n'
-                           + result.stderr[-3000:])
-    return result
-
-
 def _worker(kind: str, gin_file: str, steps: int) -> dict:
-    result = _python(['-m', 'scripts.bench_train', f'--worker={kind}',
-                      f'--gin_files={gin_file}', f'--steps={steps}'],
-                     f'{kind} worker on {gin_file}')
+    result = bench_io.run_python(
+        ['-m', 'scripts.bench_train', f'--worker={kind}',
+         f'--gin_files={gin_file}', f'--steps={steps}'],
+        f'{kind} worker on {gin_file}')
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -158,14 +149,15 @@ def ours_steps_per_second(gin_file: str, steps: int) -> float:
     of a 2 x steps run (the first half holds the compiles)."""
     from experiments.summaries import read_scalars
     with tempfile.TemporaryDirectory() as out:
-        _python(['-m', 'experiments.main', f'--gin_file={gin_file}',
-                 f'--output_dir={out}',
-                 f'--gin_param=experiments.Experiment.n_steps={2 * steps}',
-                 f'--gin_param=experiments.Experiment.eval_every={steps}',
-                 f'--gin_param=experiments.Experiment.checkpoint_every='
-                 f'{2 * steps}',
-                 '--gin_param=experiments.Experiment.decode_eval_every=0'],
-                f'experiments.main on {gin_file}')
+        bench_io.run_python(
+            ['-m', 'experiments.main', f'--gin_file={gin_file}',
+             f'--output_dir={out}',
+             f'--gin_param=experiments.Experiment.n_steps={2 * steps}',
+             f'--gin_param=experiments.Experiment.eval_every={steps}',
+             f'--gin_param=experiments.Experiment.checkpoint_every='
+             f'{2 * steps}',
+             '--gin_param=experiments.Experiment.decode_eval_every=0'],
+            f'experiments.main on {gin_file}')
         logged = read_scalars(os.path.join(out, 'train'))
         return dict(logged['training/steps_per_second'])[2 * steps]
 

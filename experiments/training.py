@@ -225,6 +225,14 @@ class TrainingRun:
         self._metrics_fn = jax.jit(model_with_metrics.pure_fn)
         self._metrics_weights, self._metrics_state = self._replicate(
             (model_with_metrics.weights[1], model_with_metrics.state[1]))
+        self._called = set()  # the compiled programs called so far
+
+    def _after_call(self, program: str) -> None:
+        # A program's first call compiled it: give the compiler's freed
+        # memory back before the run's peak is reached.
+        if program not in self._called:
+            self._called.add(program)
+            xla_cpu.release_freed_memory()
 
     def metrics(self, batches) -> dict[str, float]:
         """Loss and metrics (eval mode, current weights) averaged over batches."""
@@ -238,6 +246,7 @@ class TrainingRun:
                 self._eval_rng)
             totals += np.asarray(values, dtype=np.float64)
             n += 1
+            self._after_call('metrics')
         return dict(zip(METRIC_NAMES, totals / n))
 
     def evaluate(self) -> dict[str, float]:
@@ -284,6 +293,7 @@ class TrainingRun:
         self.weights, self.slots, self.state, losses = self._train_steps(
             self.weights, self.slots, self.state, self._opt_params, stacked,
             rates, self._train_rng, np.int32(first), np.int32(n))
+        self._after_call('train_steps')
         self.step += n
         return losses[:n]
 

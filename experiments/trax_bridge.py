@@ -2,22 +2,27 @@
 
     import experiments.trax_bridge  # noqa: F401  (before any `import trax`)
 
-Importing imports jax, patches it, imports trax and patches trax; `apply()`
+Importing imports jax, patches it, imports trax (TensorFlow waits until
+something uses it) and patches trax; `apply()`
 runs once at import and is idempotent. Each patch is one short function
 below whose first comment names the symptom it fixes (docs/trax_bridge.md
 lists them). Patches replace module attributes of jax/trax in memory, never
 files on disk, and restore trax-era behaviour. trax's own tests run under
 this bridge with `python -m experiments.trax_upstream_tests`.
 """
+import collections.abc
 import contextlib
+import importlib
+import importlib.abc
 import importlib.metadata
+import importlib.util
 import inspect
 import os
 import sys
 import types
 from typing import Any, Callable, Sequence
 
-# Must precede the first TF import (trax imports TF): hide TF's C++ INFO
+# Must precede the first TF import (when something needs TF): hide TF's C++ INFO
 # logs; warnings and errors still print. TF 2.21's load-time lines (oneDNN,
 # "Could not find cuda drivers") bypass it and still appear.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
@@ -262,6 +267,130 @@ def _trax_reshape_by_device_uncommitted() -> None:
     trax.layers.reshape_by_device = reshape_by_device
 
 
+# ----------------------------------------------------- TensorFlow, later ----
+
+# trax imports TensorFlow (and tensorflow_datasets, tensorflow_text) at
+# `import trax`, but training and decoding with JAX never call it: the
+# import alone costs about 3.5 s and 0.55 GB of resident memory in every
+# process. While trax imports, these names load as stand-ins; the first read
+# of an attribute a stand-in lacks imports the real module (and from then on
+# every stand-in forwards to its real module), so code that does use TF
+# (weight files through tf.io.gfile, trax's own tests, trax.data) still
+# works, only later.
+_TF_ROOTS = ('tensorflow', 'tensorflow_datasets', 'tensorflow_text')
+# trax modules that read TF attributes while they import: they wait too.
+_TF_USING_TRAX_MODULES = ('trax.fastmath.tf', 'trax.jaxboard',
+                          'trax.trax2keras')
+
+
+def _deferred(name: str) -> bool:
+    return name.partition('.')[0] in _TF_ROOTS or name in _TF_USING_TRAX_MODULES
+
+
+class _Later(types.ModuleType):
+    """Stands in for a module until an attribute it lacks is read."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith('__'):  # import machinery and introspection
+            raise AttributeError(attribute)
+        return getattr(_real_module(self.__name__), attribute)
+
+
+class _LaterFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers imports of the deferred names with stand-ins."""
+
+    def find_spec(self, name, path=None, target=None):
+        if _deferred(name):
+            return importlib.util.spec_from_loader(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec) -> types.ModuleType:
+        return _Later(spec.name)
+
+    def exec_module(self, module) -> None:
+        pass
+
+
+_LATER_FINDER = _LaterFinder()
+
+
+def _real_module(name: str) -> types.ModuleType:
+    """The real module `name`, importing it (and ending all stand-ins)."""
+    if _LATER_FINDER in sys.meta_path:
+        sys.meta_path.remove(_LATER_FINDER)
+        for key in [k for k, m in sys.modules.items() if isinstance(m, _Later)]:
+            del sys.modules[key]
+    return importlib.import_module(name)
+
+
+def tensorflow_loaded() -> bool:
+    """Whether the real TensorFlow has been imported in this process."""
+    return not isinstance(sys.modules.get('tensorflow', _Later('')), _Later)
+
+
+class _LaterMapping(collections.abc.Mapping):
+    """A module-level dict of a deferred module, read when first used."""
+
+    def __init__(self, module: str, attribute: str):
+        self._module, self._attribute = module, attribute
+
+    def _target(self) -> collections.abc.Mapping:
+        return getattr(_real_module(self._module), self._attribute)
+
+    def __getitem__(self, key):
+        return self._target()[key]
+
+    def __iter__(self):
+        return iter(self._target())
+
+    def __len__(self) -> int:
+        return len(self._target())
+
+
+def _later_as_keras(*args, **kwargs):
+    """trax.AsKeras: builds the real class (a Keras layer) when first used."""
+    return _real_module('trax.trax2keras').AsKeras(*args, **kwargs)
+
+
+def _defer_tensorflow() -> None:
+    # Symptom: `import trax` takes 5 s (through this bridge) and leaves
+    # 0.55 GB of TensorFlow resident in a process that never uses it.
+    if any(root in sys.modules for root in _TF_ROOTS):
+        return  # already imported for real: stand-ins would split it
+    sys.meta_path.insert(0, _LATER_FINDER)
+    # The two names trax reads from deferred modules while it imports.
+    for name, preset in (
+            ('trax.fastmath.tf',
+             {'TF_BACKEND': _LaterMapping('trax.fastmath.tf', 'TF_BACKEND')}),
+            ('trax.trax2keras', {'AsKeras': _later_as_keras})):
+        module = importlib.util.module_from_spec(
+            _LATER_FINDER.find_spec(name))
+        module.__dict__.update(preset)
+        sys.modules[name] = module
+
+
+class _TensorFlowType(type):
+    """isinstance against a TF type, False while TF is not imported (no
+    object can be a TensorShape before TensorFlow exists)."""
+
+    def __instancecheck__(cls, obj) -> bool:
+        return tensorflow_loaded() and isinstance(
+            obj, getattr(sys.modules['tensorflow'], cls.__name__))
+
+
+def _trax_shape_checks_without_tensorflow() -> None:
+    # Symptom: every ShapeDtype (each model init and signature) would import
+    # TensorFlow: trax.shapes and trax.layers.core check isinstance(x,
+    # tf.TensorShape / tf.DType), their only run-time uses of TF.
+    import trax.layers.core
+    import trax.shapes
+    checks = types.SimpleNamespace(
+        TensorShape=_TensorFlowType('TensorShape', (), {}),
+        DType=_TensorFlowType('DType', (), {}))
+    trax.shapes.tf = checks
+    trax.layers.core.tf = checks
+
+
 # ---------------------------------------------------------------- speed ----
 
 def _shallow_stack(context: int = 1) -> list:
@@ -320,6 +449,7 @@ _TRAX_PATCHES = (
     _trax_on_cpu_uncommitted,
     _trax_cpu_jit_uncommitted,
     _trax_reshape_by_device_uncommitted,
+    _trax_shape_checks_without_tensorflow,
 )
 
 
@@ -332,6 +462,7 @@ def apply() -> None:
     _quiet_jax_host_count()
     for patch in _JAX_PATCHES:
         patch()
+    _defer_tensorflow()
     with _shallow_inspect():
         import trax  # noqa: F401  (only after jax is patched)
     for patch in _TRAX_PATCHES:

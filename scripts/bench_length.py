@@ -29,7 +29,8 @@ Memory: a watchdog polls each process's RSS every 50 ms and kills it when
 it passes --memory_limit_gb (or when the machine's available memory falls
 under --min_available_gb); that length is recorded as out of memory, and the
 model's longer lengths are skipped. Peak RSS is the kernel's high-water mark
-of the process's resident set (VmHWM), the last one read.
+of the process's resident set (VmHWM), the last one read. Every point runs
+with JAX's compilation cache off, so each compiles as a first run does.
 
 Prints a table, saves JSON (--json, default runs/benchmarks/length.json)
 and, next to it, log-log plots of time per token and peak memory against
@@ -51,11 +52,11 @@ import subprocess
 import sys
 import textwrap
 import time
-import types
 from typing import Callable, Sequence
 
 from absl import flags
 
+from experiments import compile_cache
 from experiments.config import ConfigError
 from scripts import bench_length_workers as workers
 from scripts import cli
@@ -187,6 +188,9 @@ def run_watched(command: Sequence[str], log_path: str, limit_bytes: float,
     memory limit, starves the machine or runs past `timeout_s`."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [ROOT] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    # Every point compiles, as a first run does: peak memory then includes
+    # the compiler's, whatever earlier runs left in the cache.
+    env[compile_cache.ENV] = ''
     start = time.monotonic()
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
@@ -280,11 +284,8 @@ def gin_params(model: Model, s: Settings, length: int, steps: int,
 def steady_seconds_per_step(run_dir: str) -> list[float]:
     """Seconds per step of each logged interval after the first (which
     includes compilation), from the run's TensorBoard events."""
-    # tensorboard reads events with its own TF stub when told to, instead of
-    # importing TensorFlow: 20 s and 1 GB that this process would then hold
-    # beside the runs it measures.
-    sys.modules.setdefault('tensorboard.compat.notf',
-                           types.ModuleType('tensorboard.compat.notf'))
+    # Imported here: this process should hold as little as it can beside the
+    # runs it measures.
     from experiments.summaries import read_scalars
     points = read_scalars(os.path.join(run_dir, 'train')).get(
         'training/steps_per_second', [])

@@ -50,6 +50,65 @@ def test_removed_jax_api_is_back():
     assert reps.shape == (jax.local_device_count(), 3)
 
 
+
+def test_training_and_decoding_never_import_tensorflow(tmp_path):
+    """The bridge leaves TensorFlow unimported until something needs it:
+    a whole run (train, evaluate, checkpoint, events) and a decode need
+    none of it."""
+    script = textwrap.dedent(f'''
+        import sys
+        from experiments import decode, main, trax_bridge
+        assert not trax_bridge.tensorflow_loaded()
+        steps = ['experiments.Experiment.n_steps = 2',
+                 'experiments.Experiment.eval_every = 2',
+                 'experiments.Experiment.n_eval_batches = 1']
+        assert main.run(['codelab.gin'], steps, output_dir={str(tmp_path)!r}) == 0
+        assert decode.run({str(tmp_path)!r}, num_examples=1) == 0
+        real = sorted(n for n in sys.modules if n.startswith('tensorflow.python'))
+        print('LOADED', trax_bridge.tensorflow_loaded(), real[:3])
+    ''')
+    rc, out = _run(['-c', script], timeout=300)
+    assert rc == 0, out
+    assert out.strip().splitlines()[-1] == 'LOADED False []', out
+    assert os.listdir(tmp_path / 'checkpoints')
+    assert os.listdir(tmp_path / 'train')
+
+
+def test_tensorflow_loads_when_first_used(tmp_path):
+    """What does use TF still works, importing it on first use: trax's
+    weight files (tf.io.gfile), shapes from TF objects, the TF-NumPy
+    backend, trax.AsKeras and trax.jaxboard."""
+    script = textwrap.dedent(f'''
+        import os
+        from experiments import trax_bridge
+        import numpy as np
+        import trax
+        from trax import layers as tl, shapes
+        assert not trax_bridge.tensorflow_loaded()
+        dense = tl.Dense(3)
+        dense.init(shapes.ShapeDtype((1, 2)))
+        assert not trax_bridge.tensorflow_loaded()  # shapes alone need no TF
+        path = os.path.join({str(tmp_path)!r}, 'dense.pkl.gz')
+        dense.save_to_file(path, input_signature=shapes.ShapeDtype((1, 2)))
+        assert trax_bridge.tensorflow_loaded()
+        again = tl.Dense(3)
+        again.init_from_file(path, weights_only=True)
+        np.testing.assert_array_equal(again.weights[0], dense.weights[0])
+        import tensorflow as tf
+        assert shapes.ShapeDtype(tf.TensorShape([2, 3])).shape == (2, 3)
+        with trax.fastmath.use_backend('tensorflow-numpy'):
+            assert trax.fastmath.backend_name() == 'tensorflow-numpy'
+            assert isinstance(trax.fastmath.numpy.ones(2), tf.Tensor)
+        assert isinstance(trax.AsKeras(tl.Dense(2), batch_size=1),
+                          tf.keras.layers.Layer)
+        trax.jaxboard.SummaryWriter({str(tmp_path)!r}).close()
+        print('OK')
+    ''')
+    rc, out = _run(['-c', script], timeout=300)
+    assert rc == 0, out
+    assert out.strip().splitlines()[-1] == 'OK', out
+
+
 def test_tree_unflatten_with_array_leaves():
     # trax issue 1770: the path that resuming training.Loop takes.
     tree = ((), (np.zeros(2), None), [np.ones(3)])

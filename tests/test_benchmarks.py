@@ -4,8 +4,9 @@ The figures are not checked against goals here (that is what running the
 benchmarks by hand is for), only that they are measured and saved.
 """
 import json
+import re
 
-from scripts import bench_solve, bench_startup, bench_train
+from scripts import bench_solve, bench_startup, bench_train, profile_step
 
 
 def _run(main, tmp_path, *flags):
@@ -56,3 +57,27 @@ def test_a_typo_is_refused_before_any_run(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith('error: ') and 'nope.gin' in err
         assert not (tmp_path / 'x.json').exists()
+
+
+def test_profile_lists_the_costliest_kernels_of_a_step(capsys):
+    assert profile_step.main(['prog', '--gin_file=codelab.gin', '--calls=1',
+                              '--top=3']) == 0
+    out = capsys.readouterr().out
+    summary = next(line for line in out.splitlines() if 'kernels/step' in line)
+    steps, wall, busy, kernels = (float(x) for x in re.findall(
+        r'([\d.]+) (?:steps|us/step|kernels/step)', summary))
+    assert steps == 100 and wall > 0 and busy > 0
+    assert kernels > 100  # codelab's step: hundreds of small kernels
+    rows = [line.split(' | ') for line in out.splitlines()
+            if line.startswith('| ') and not line.startswith('| kernel')]
+    times = [float(row[1]) for row in rows]
+    assert len(rows) == 3 and times == sorted(times, reverse=True)
+    assert all(t > 0 for t in times) and sum(times) < busy
+
+
+def test_profile_refuses_a_missing_or_unknown_experiment(capsys):
+    assert profile_step.main(['prog']) == 2
+    assert 'give --gin_file' in capsys.readouterr().err
+    assert profile_step.main(['prog', '--gin_file=nope.gin']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and 'nope.gin' in err

@@ -118,6 +118,12 @@ def build_experiment():
         experiment = gin.get_configurable('experiments.Experiment')()
     except (ValueError, TypeError) as e:
         raise ConfigError(_explain(e)) from e
+    except RuntimeError as e:
+        # gin's one RuntimeError: a referenced configurable (`@name()`) has
+        # a required parameter that nothing binds.
+        if 'Required bindings for' not in str(e):
+            raise
+        raise ConfigError(_explain(e)) from e
     task = experiment.task
     check_memory(
         f'a batch of tasks.{task.name}.batch_size={task.batch_size} x '
@@ -131,6 +137,8 @@ def build_experiment():
 _FAILED_CALL = re.compile(
     r"In call to configurable '([^']+)'.*?(?: in scope '([^']+)')?$",
     re.MULTILINE)
+# A configurable called through a reference, with a required parameter unset.
+_UNBOUND_CALL = re.compile(r'Required bindings for `([^`]+)`')
 
 
 def _explain(error: Exception) -> str:
@@ -143,8 +151,10 @@ def _explain(error: Exception) -> str:
         return (f'gin macro %{name} is used but never defined'
                 + (f' (in: {"; ".join(uses)})' if uses else ''))
     message = _one_line(error)
-    if match:
-        short = match.group(1).rsplit('.', 1)[-1]
+    unbound = _UNBOUND_CALL.search(str(error))
+    failed = match.group(1) if match else unbound and unbound.group(1)
+    if failed:
+        short = failed.rsplit('.', 1)[-1]
         uses = _lines_matching(rf'@([\w.]*\.)?{re.escape(short)}\(')
         if uses:
             message += f' (referenced by: {"; ".join(uses)})'

@@ -110,13 +110,18 @@ def test_gin_files_with_syntax_errors(out, capsys, lines):
 
 def test_a_wrong_type_and_an_impossible_size_each_name_the_parameter(
         out, capsys):
-    """Anchors for the properties above: these two inputs must fail."""
+    """Anchors for the properties above: these inputs must fail."""
     for param, message in [
             ("models.TransformerLM.n_heads = 'two'",
              "TransformerLM.n_heads must be a positive int, got 'two'"),
             ('models.TransformerLM.n_heads = 5',
              'TransformerLM.d_model=32 is not divisible by '
-             'TransformerLM.n_heads=5')]:
+             'TransformerLM.n_heads=5'),
+            # A configurable (trax's `train`) whose required parameter
+            # nothing binds: gin raises RuntimeError, not ValueError.
+            ('experiments.Experiment.n_steps = @train()',
+             "Required bindings for `train` not provided in config: "
+             "['model'] (referenced by: Experiment.n_steps = @train())")]:
         gin.clear_config()
         assert main.run(['codelab.gin'], [param], output_dir=str(out / 'r'),
                         dry_run=True) == 2

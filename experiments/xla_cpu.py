@@ -10,7 +10,7 @@ bit-identical bits in one fused kernel per draw.
 Compiling a program (LLVM, in this process) frees hundreds of MB that the C
 allocator keeps mapped, so a run's peak resident memory would carry the
 compiler's on top of the training step's own (ReformerLM at length 16K:
-1.0 GB instead of 0.73 GB). `release_freed_memory` hands it back.
+1.03 GB instead of 0.77 GB). `release_freed_memory` hands it back.
 """
 from __future__ import annotations
 

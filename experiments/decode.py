@@ -146,8 +146,6 @@ def run(output_dir: str | None, *, num_examples: int = 8,
 
 
 def _command(args: list[str]) -> int:
-    if args:
-        raise config.ConfigError(f'unexpected arguments {args}')
     compile_cache.enable()
     return run(FLAGS.output_dir, num_examples=FLAGS.num_examples,
                split=FLAGS.split, prompts=FLAGS.prompt, length=FLAGS.length,

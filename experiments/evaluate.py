@@ -120,8 +120,6 @@ def save(restored, metrics: dict[str, float], n_examples: int) -> str:
 
 
 def _command(args: list[str]) -> int:
-    if args:
-        raise config.ConfigError(f'unexpected arguments {args}')
     compile_cache.enable()
     return run(FLAGS.output_dir, FLAGS.gin_param, FLAGS.step,
                FLAGS.num_batches)

@@ -141,8 +141,6 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 def _command(args: list[str]) -> int:
-    if args:
-        raise ConfigError(f'unexpected arguments {args}')
     try:
         lengths = [int(n) for n in FLAGS.lengths]
     except ValueError:

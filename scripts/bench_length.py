@@ -533,8 +533,6 @@ def command_line() -> str:
 
 
 def _command(args: list[str]) -> int:
-    if args:
-        raise ConfigError(f'unexpected arguments {args}')
     lengths = _parse_lengths(FLAGS.lengths)
     unknown = [k for k in FLAGS.models if k not in MODELS]
     if unknown or not FLAGS.models:

@@ -24,7 +24,6 @@ from typing import Sequence
 from absl import flags
 
 from experiments import compile_cache
-from experiments.config import ConfigError
 from scripts import bench_io
 from scripts import cli
 
@@ -92,8 +91,6 @@ def format_table(rows: Sequence[dict], target: float) -> str:
 
 
 def _command(args: list[str]) -> int:
-    if args:
-        raise ConfigError(f'unexpected arguments {args}')
     bench_io.check_inputs(FLAGS.json, FLAGS.gin_files)
     rows = []
     for gin_file in FLAGS.gin_files:

@@ -27,7 +27,6 @@ from typing import Sequence
 from absl import flags
 
 from experiments import compile_cache
-from experiments.config import ConfigError
 from scripts import bench_io
 from scripts import cli
 
@@ -118,8 +117,6 @@ def format_table(gin_file: str, r: dict) -> str:
 
 
 def _command(args: list[str]) -> int:
-    if args:
-        raise ConfigError(f'unexpected arguments {args}')
     bench_io.check_inputs(FLAGS.json, [FLAGS.gin_file])
     result = measure(FLAGS.gin_file, FLAGS.sweep)
     print(f'\nStart-up (one-step runs, whole command) on '

@@ -199,8 +199,6 @@ def _default_steps(gin_file: str) -> int:
 
 
 def _command(args: list[str]) -> int:
-    if args:
-        raise ConfigError(f'unexpected arguments {args}')
     if FLAGS.worker:
         if FLAGS.worker not in ('trax', 'flops') or len(FLAGS.gin_files) != 1:
             raise ConfigError('--worker takes "trax" or "flops" and one '

@@ -11,16 +11,20 @@ from experiments.config import ConfigError
 
 
 def run(flag_values: flags.FlagValues, argv: Sequence[str], doc: str,
-        body: Callable[[list[str]], int]) -> int:
+        body: Callable[[list[str]], int],
+        takes_arguments: bool = False) -> int:
     """Parses `argv` into `flag_values` (from their defaults, so tests can
-    call it repeatedly) and returns `body(positional arguments)`'s status."""
+    call it repeatedly) and returns `body(positional arguments)`'s status;
+    positional arguments are refused unless the command takes_arguments."""
     if '--help' in argv or '-h' in argv:
         print(doc + '\n' + flag_values.get_help())
         return 0
     flag_values.unparse_flags()
     try:
-        rest = flag_values(list(argv))
-        return body(rest[1:])
+        args = flag_values(list(argv))[1:]
+        if args and not takes_arguments:
+            raise ConfigError(f'unexpected arguments {args}')
+        return body(args)
     except (flags.Error, ConfigError) as e:
         # absl quotes a flag's value as given, line breaks included.
         message = str(e).replace('\r', '\\r').replace('\n', '\\n')

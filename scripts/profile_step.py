@@ -84,8 +84,6 @@ def format_report(total: collections.Counter, count: collections.Counter,
 
 
 def _command(args: list[str]) -> int:
-    if args:
-        raise ConfigError(f'unexpected arguments: {" ".join(args)}')
     if not FLAGS.gin_file:
         raise ConfigError('give --gin_file, the experiment to profile')
     config.parse([FLAGS.gin_file], FLAGS.gin_param)

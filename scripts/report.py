@@ -237,7 +237,7 @@ def _command(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    return cli.run(FLAGS, argv, __doc__, _command)
+    return cli.run(FLAGS, argv, __doc__, _command, takes_arguments=True)
 
 
 if __name__ == '__main__':

@@ -124,8 +124,6 @@ def _run_on_tpu(name: str, trials: list[sweeps.Trial], root: str) -> int:
 
 def _command(args: list[str]) -> int:
     """The command after flag parsing; returns the exit status."""
-    if args:
-        raise ConfigError(f'unexpected arguments {args}')
     logging.set_verbosity(logging.WARNING)
     sweep, all_trials, trials, root = _plan()
     name = sweeps.sweep_name(_GIN_FILE.value)

@@ -273,8 +273,6 @@ def _about(rows: list[Row], n_examples: int) -> str:
 
 
 def _command(args: list[str]) -> int:
-    if args:
-        raise ConfigError(f'unexpected arguments {args}')
     logging.set_verbosity(logging.WARNING)
     compile_cache.enable()  # the 20 evaluations compile what reruns reuse
     started = time.time()

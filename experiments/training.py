@@ -65,6 +65,11 @@ class Experiment:
       at the last step) also measure exact_match: the share of eval examples
       whose whole answer the model generates itself (greedy, predict mode).
       0 turns it off.
+    cpu_threads: XLA:CPU threads (None: one per core). A small model's step
+      is hundreds of tiny kernels, and one thread runs them sooner than two
+      (codelab.gin). JAX's CPU client takes it when it starts, so it applies
+      where building the experiment starts JAX (experiments.main, sweep
+      trials); elsewhere it is logged and the process keeps its threads.
     """
 
     task: SequenceTask
@@ -78,8 +83,18 @@ class Experiment:
     seed: int = 0
     n_devices: int | None = None
     decode_eval_every: int = 0
+    cpu_threads: int | None = None
 
     def __post_init__(self):
+        cores = os.cpu_count() or 1
+        if self.cpu_threads is not None and (
+                not isinstance(self.cpu_threads, int)
+                or isinstance(self.cpu_threads, bool)
+                or not 1 <= self.cpu_threads <= cores):
+            raise ValueError('Experiment.cpu_threads must be None or an int '
+                             f'from 1 to {cores} (the cores here), got '
+                             f'{self.cpu_threads!r}')
+        xla_cpu.use_threads(self.cpu_threads)  # before anything starts JAX
         for field in ('n_steps', 'eval_every', 'n_eval_batches',
                       'checkpoint_every'):
             value = getattr(self, field)
@@ -169,6 +184,7 @@ class TrainingRun:
         self.output_dir = output_dir
         self.n_devices = experiment.resolved_n_devices()
         xla_cpu.unroll_threefry()  # before anything below is compiled
+        xla_cpu.standard_batched_dots()
         task = experiment.task
         # Separate keys for init, eval and training; a step's key depends only
         # on the step, so a resumed run draws exactly the same numbers.

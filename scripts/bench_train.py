@@ -10,7 +10,9 @@ For each gin file, in the same run and alternating, --repeats times:
 - trax: a minimal script driving `trax.optimizers.Trainer` on the same model,
   optimizer, schedule and batches, one `one_step` per step as trax's own
   training loop does; timed after 3 warm-up steps (the Trainer compiles again
-  at its second step), until the last loss is ready.
+  at its second step), until the last loss is ready. It runs with XLA:CPU's
+  default threads, as such a script does; where the experiment sets
+  `cpu_threads`, the same script also runs with that setting.
 Each runs in a fresh process. Also measured here: this machine's float32
 matrix-multiply rate and a training step's floating-point operations (XLA's
 cost analysis of one compiled step), giving the achieved FLOP rate.
@@ -43,15 +45,19 @@ flags.DEFINE_integer('repeats', 3, 'Runs of each side (medians reported).',
 flags.DEFINE_string('json', 'bench_train.json', 'Where to save the results.',
                     flag_values=FLAGS)
 flags.DEFINE_string('worker', None, 'Internal: run one side in this process '
-                    '("trax" or "flops") and print its JSON.',
+                    '("trax", "trax_same_threads" or "flops") and print its '
+                    'JSON.',
                     flag_values=FLAGS)
 
 WARMUP_STEPS = 3
 
 
-def _experiment(gin_file: str):
+def _experiment(gin_file: str, default_threads: bool = False):
+    import gin
     from experiments import config
-    config.parse([gin_file], [])
+    gin.clear_config()  # bench_one reads one file after another
+    config.parse([gin_file], ['experiments.Experiment.cpu_threads = None']
+                 if default_threads else [])
     return config.build_experiment()
 
 
@@ -70,12 +76,14 @@ def _model_and_optimizer(experiment):
     return model_with_loss, optimizer
 
 
-def trax_steps_per_second(gin_file: str, steps: int) -> float:
-    """Steady-state steps/s of trax's Trainer on the experiment."""
+def trax_steps_per_second(gin_file: str, steps: int,
+                          default_threads: bool = True) -> float:
+    """Steady-state steps/s of trax's Trainer on the experiment, with
+    XLA:CPU's default threads or with the experiment's `cpu_threads`."""
     from experiments import trax_bridge  # noqa: F401  (must precede trax)
     import jax
     import trax
-    experiment = _experiment(gin_file)
+    experiment = _experiment(gin_file, default_threads)
     model_with_loss, optimizer = _model_and_optimizer(experiment)
     trainer = trax.optimizers.Trainer(model_with_loss, optimizer, n_devices=1)
     rng = jax.random.PRNGKey(experiment.seed)
@@ -136,6 +144,9 @@ def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best
 
 
+WORKERS = ('trax', 'trax_same_threads', 'flops')
+
+
 def _worker(kind: str, gin_file: str, steps: int) -> dict:
     result = bench_io.run_python(
         ['-m', 'scripts.bench_train', f'--worker={kind}',
@@ -164,29 +175,45 @@ def ours_steps_per_second(gin_file: str, steps: int) -> float:
 
 def bench_one(gin_file: str, steps: int, repeats: int,
               matmul_rate: float) -> dict:
-    ours, trax = [], []
+    threads = _experiment(gin_file).cpu_threads
+    ours, trax, trax_threads = [], [], []
     for i in range(repeats):
         print(f'  {gin_file}: run {i + 1}/{repeats}', flush=True)
         ours.append(ours_steps_per_second(gin_file, steps))
         trax.append(_worker('trax', gin_file, steps)['steps_per_second'])
+        if threads is not None:
+            trax_threads.append(_worker('trax_same_threads', gin_file,
+                                        steps)['steps_per_second'])
     flops = _worker('flops', gin_file, steps)['flops']
     ours_median = statistics.median(ours)
-    return {'gin_file': gin_file, 'steps': steps,
+    same = statistics.median(trax_threads) if trax_threads else None
+    return {'gin_file': gin_file, 'steps': steps, 'cpu_threads': threads,
             'ours_steps_per_s': ours_median,
             'trax_steps_per_s': statistics.median(trax),
             'speedup': ours_median / statistics.median(trax),
+            'trax_same_threads_steps_per_s': same,
+            'speedup_same_threads': same and ours_median / same,
             'ours_runs': ours, 'trax_runs': trax,
+            'trax_same_threads_runs': trax_threads,
             'step_gflop': flops / 1e9,
             'ours_gflop_per_s': flops * ours_median / 1e9,
             'share_of_matmul_rate': flops * ours_median / matmul_rate}
 
 
 def format_table(rows: Sequence[dict], matmul_rate: float) -> str:
+    def same_threads(r):
+        if r['trax_same_threads_steps_per_s'] is None:
+            return '- | -'
+        return (f'{r["trax_same_threads_steps_per_s"]:,.1f} | '
+                f'{r["speedup_same_threads"]:.1f}x')
+
     lines = ['| experiment | ours steps/s | trax Trainer steps/s | speed-up '
-             '| GFLOP per step | ours GFLOP/s | share of matmul rate |',
-             '|---|---|---|---|---|---|---|']
+             '| trax Trainer, our cpu_threads | speed-up | GFLOP per step '
+             '| ours GFLOP/s | share of matmul rate |',
+             '|---|---|---|---|---|---|---|---|---|']
     lines += [f'| {r["gin_file"]} | {r["ours_steps_per_s"]:,.1f} | '
               f'{r["trax_steps_per_s"]:,.1f} | {r["speedup"]:.1f}x | '
+              f'{same_threads(r)} | '
               f'{r["step_gflop"]:.4f} | {r["ours_gflop_per_s"]:.2f} | '
               f'{r["share_of_matmul_rate"]:.1%} |' for r in rows]
     lines.append(f'\nfloat32 matmul rate (2048 x 2048): '
@@ -200,13 +227,15 @@ def _default_steps(gin_file: str) -> int:
 
 def _command(args: list[str]) -> int:
     if FLAGS.worker:
-        if FLAGS.worker not in ('trax', 'flops') or len(FLAGS.gin_files) != 1:
-            raise ConfigError('--worker takes "trax" or "flops" and one '
-                              '--gin_files entry')
+        if FLAGS.worker not in WORKERS or len(FLAGS.gin_files) != 1:
+            raise ConfigError(f'--worker takes one of {", ".join(WORKERS)} '
+                              'and one --gin_files entry')
         gin_file, steps = FLAGS.gin_files[0], FLAGS.steps or 2
-        print(json.dumps(
-            {'steps_per_second': trax_steps_per_second(gin_file, steps)}
-            if FLAGS.worker == 'trax' else {'flops': step_flops(gin_file)}))
+        if FLAGS.worker == 'flops':
+            print(json.dumps({'flops': step_flops(gin_file)}))
+        else:
+            print(json.dumps({'steps_per_second': trax_steps_per_second(
+                gin_file, steps, FLAGS.worker == 'trax')}))
         return 0
     bench_io.check_inputs(FLAGS.json, FLAGS.gin_files)
     matmul_rate = matmul_flops_per_second()

@@ -199,3 +199,68 @@ print(released, round(before - rss_mb()))
     if released == 'False':
         pytest.skip('this C library has no malloc_trim')
     assert int(freed_mb) > 100, result.stdout
+
+
+def test_batched_products_are_lowered_in_standard_form():
+    """xla_cpu.standard_batched_dots: a batched product contracting the left
+    operand's middle dimension (attention's backward pass) gives the same
+    numbers, and compiles to a standard-form dot (contracting the last
+    dimension) instead of XLA:CPU's slow per-batch loop. In a fresh process:
+    the lowering, once registered, stays."""
+    import json
+    import subprocess
+    import sys
+    script = '''
+import json, re, jax, numpy as np
+from jax import lax
+from experiments import xla_cpu
+rng = np.random.default_rng(0)
+a = rng.standard_normal((6, 5, 3), np.float32)
+b = rng.standard_normal((6, 5, 4), np.float32)
+dims = (((1,), (1,)), ((0,), (0,)))  # out[n, i, j] = sum_k a[n,k,i] b[n,k,j]
+def product():
+    f = jax.jit(lambda a, b: lax.dot_general(a, b, dims))
+    hlo = f.lower(a, b).compile().as_text()
+    error = np.abs(np.asarray(f(a, b)) - np.einsum('nki,nkj->nij', a, b)).max()
+    return re.findall(r' dot\\(.*?lhs_contracting_dims=\\{(\\d)\\}', hlo), float(error)
+before = product()
+registered = xla_cpu.standard_batched_dots()
+print(json.dumps([before, registered, product()]))
+'''
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True, text=True, check=True,
+                            env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+    (dims_before, error_before), registered, (dims_after, error_after) = (
+        json.loads(result.stdout.strip().splitlines()[-1]))
+    assert registered and dims_before == ['1'] and dims_after == ['2']
+    assert error_before < 1e-5 and error_after < 1e-5
+
+
+def test_cpu_threads_start_xla_with_that_many():
+    """Experiment.cpu_threads sizes XLA:CPU's pool when building the
+    experiment starts JAX, and does not leak into child processes."""
+    import json
+    import subprocess
+    import sys
+    script = '''
+import json, os, sys
+from experiments import config
+config.parse(['codelab.gin'], sys.argv[1:])
+experiment = config.build_experiment()
+tasks = os.listdir('/proc/self/task')
+names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in tasks]
+print(json.dumps({'threads': experiment.cpu_threads,
+                  'pool': names.count('tf_XLAEigen'),
+                  'leaked': 'PJRT_NPROC' in os.environ}))
+'''
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('PJRT_NPROC', 'NPROC')}
+    outcomes = []
+    for params in ([], ['experiments.Experiment.cpu_threads = None']):
+        result = subprocess.run([sys.executable, '-c', script, *params],
+                                capture_output=True, text=True, check=True,
+                                env=env)
+        outcomes.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert outcomes[0] == {'threads': 1, 'pool': 1, 'leaked': False}
+    assert outcomes[1] == {'threads': None, 'pool': len(os.sched_getaffinity(0)),
+                           'leaked': False}

@@ -9,8 +9,7 @@ for the layers, models, decoding and training we use on the default devices
 sharded weights, memory-efficient trainer) again on 2 CPU devices (XLA's
 forced host device count); with 1 device those paths return early.
 This module is also the pytest plugin of every run: it applies
-`experiments.trax_bridge` (and the XLA:CPU lowerings of
-`experiments.xla_cpu` that training uses) before collection imports trax, lets absltest-based
+`experiments.trax_bridge` before collection imports trax, lets absltest-based
 tests run under pytest, deselects `UPSTREAM_DESELECTED` and marks the known
 failures in `UPSTREAM_XFAILS` as strict expected failures, so a new failure
 *or* an unexpected pass fails the run.
@@ -106,11 +105,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # Runs before collection imports any trax test module.
     import experiments.trax_bridge  # noqa: F401
-    # The XLA:CPU lowerings our training runs use, so trax's tests cover
-    # its layers compiled with them too.
-    from experiments import xla_cpu
-    xla_cpu.unroll_threefry()
-    xla_cpu.standard_batched_dots()
     # absltest's create_tempdir() reads --test_tmpdir; pytest never parses
     # absl flags, so take their defaults.
     from absl import flags

@@ -21,8 +21,8 @@ A small model's step is hundreds of kernels of a few microseconds each;
 XLA:CPU spreads independent ones over its thread pool, and on two cores the
 hand-offs cost more than they save (codelab.gin's compiled loop: 2.1-2.6
 ms per step with two threads, 1.6-1.75 ms with one; a wider model such as
-transformer_copy.gin gains from two: 26 against 40 ms). The pool's size is fixed when JAX starts its CPU
-client, so `use_threads` must come first.
+transformer_copy.gin gains from two: 26 against 40 ms). The pool's size is
+fixed when JAX starts its CPU client, so `use_threads` must come first.
 
 Compiling a program (LLVM, in this process) frees hundreds of MB that the C
 allocator keeps mapped, so a run's peak resident memory would carry the

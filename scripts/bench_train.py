@@ -52,13 +52,30 @@ flags.DEFINE_string('worker', None, 'Internal: run one side in this process '
 WARMUP_STEPS = 3
 
 
-def _experiment(gin_file: str, default_threads: bool = False):
+def _parse(gin_file: str, gin_params: Sequence[str] = ()) -> None:
     import gin
     from experiments import config
-    gin.clear_config()  # bench_one reads one file after another
-    config.parse([gin_file], ['experiments.Experiment.cpu_threads = None']
-                 if default_threads else [])
+    gin.clear_config()  # the parent reads one file after another
+    config.parse([gin_file], gin_params)
+
+
+def _experiment(gin_file: str, default_threads: bool = False):
+    from experiments import config
+    _parse(gin_file, ['experiments.Experiment.cpu_threads = None']
+           if default_threads else [])
     return config.build_experiment()
+
+
+def _cpu_threads(gin_file: str) -> int | None:
+    """The experiment's `cpu_threads`, read from its config without building
+    it (which would try to apply it to this process's running JAX)."""
+    import gin
+    from experiments.training import Experiment
+    _parse(gin_file)
+    try:
+        return gin.query_parameter('experiments.Experiment.cpu_threads')
+    except ValueError:  # not bound
+        return Experiment.cpu_threads
 
 
 def _model_and_optimizer(experiment):
@@ -175,7 +192,7 @@ def ours_steps_per_second(gin_file: str, steps: int) -> float:
 
 def bench_one(gin_file: str, steps: int, repeats: int,
               matmul_rate: float) -> dict:
-    threads = _experiment(gin_file).cpu_threads
+    threads = _cpu_threads(gin_file)
     ours, trax, trax_threads = [], [], []
     for i in range(repeats):
         print(f'  {gin_file}: run {i + 1}/{repeats}', flush=True)

@@ -67,9 +67,11 @@ class Experiment:
       0 turns it off.
     cpu_threads: XLA:CPU threads (None: one per core). A small model's step
       is hundreds of tiny kernels, and one thread runs them sooner than two
-      (codelab.gin). JAX's CPU client takes it when it starts, so it applies
-      where building the experiment starts JAX (experiments.main, sweep
-      trials); elsewhere it is logged and the process keeps its threads.
+      (codelab.gin). JAX's CPU client takes it when it starts (with this
+      project's other XLA:CPU settings, experiments/xla_cpu.py), so it
+      applies where building the experiment starts JAX (experiments.main,
+      sweep trials); elsewhere it is logged and the process keeps its
+      threads.
     """
 
     task: SequenceTask
@@ -94,7 +96,7 @@ class Experiment:
             raise ValueError('Experiment.cpu_threads must be None or an int '
                              f'from 1 to {cores} (the cores here), got '
                              f'{self.cpu_threads!r}')
-        xla_cpu.use_threads(self.cpu_threads)  # before anything starts JAX
+        xla_cpu.start(self.cpu_threads)  # before anything starts JAX
         for field in ('n_steps', 'eval_every', 'n_eval_batches',
                       'checkpoint_every'):
             value = getattr(self, field)
@@ -184,7 +186,7 @@ class TrainingRun:
         self.output_dir = output_dir
         self.n_devices = experiment.resolved_n_devices()
         xla_cpu.unroll_threefry()  # before anything below is compiled
-        xla_cpu.standard_batched_dots()
+        xla_cpu.standard_form_dots()
         task = experiment.task
         # Separate keys for init, eval and training; a step's key depends only
         # on the step, so a resumed run draws exactly the same numbers.

@@ -1,4 +1,5 @@
-"""XLA:CPU: faster random bits and batched products; threads; memory back.
+"""XLA:CPU: faster random bits, batched products and elementwise loops;
+threads; memory back.
 
 JAX lowers threefry (every `jax.random` draw: dropout masks, sampling) to a
 rolled five-iteration loop on CPU, to keep compiles short. XLA:CPU runs each
@@ -13,16 +14,30 @@ codelab.gin step: probabilities or score gradients, transposed, times values
 or queries) as a loop of tiny Eigen calls, about five times slower than the
 same product in standard form, which goes to its fused library kernel
 (128 products of 10x10 by 10x4, alone in a compiled loop: 120-140 us
-against 25 us, plus 11 us to transpose). `standard_batched_dots` lowers such
-products as an explicit transpose, then the standard product: the same sums,
-and codelab.gin's step takes 1.45-1.6 ms instead of 1.7-1.8 ms.
+against 25 us, plus 11 us to transpose). An unbatched one (a weight
+gradient: activations, transposed, times output gradients) goes to Eigen
+too, where the standard form goes to the library kernel. `standard_form_dots`
+lowers small such products as an explicit transpose, then the standard
+product: the same sums. codelab.gin's step: 1.45-1.6 ms instead of 1.7-1.8
+with the batched ones rewritten; 1.22-1.33 instead of 1.28-1.44 (in one
+process, alternating) with the weight gradients rewritten as well.
 
 A small model's step is hundreds of kernels of a few microseconds each;
 XLA:CPU spreads independent ones over its thread pool, and on two cores the
 hand-offs cost more than they save (codelab.gin's compiled loop: 2.1-2.6
 ms per step with two threads, 1.6-1.75 ms with one; a wider model such as
-transformer_copy.gin gains from two: 26 against 40 ms). The pool's size is
-fixed when JAX starts its CPU client, so `use_threads` must come first.
+transformer_copy.gin gains from two: 26 against 40 ms).
+
+XLA:CPU unrolls each elementwise loop it emits. Where the innermost
+dimension is short (a small model's activations: batch x length x 32), the
+unrolled body is not vectorised: alone in a compiled loop, exp over a
+16x10x32 array took 14 us, over the same 5,120 numbers as one flat row 1.8
+us, and 2.3 us with unrolling off (a multiply: 1.6 against 0.5 us). Some
+shapes lose (a multiply over 128x10x10: 4.3 against 10.5 us), but the whole
+step gains: codelab.gin through `experiments.main`, 550-569 steps/s with
+XLA's unrolling and 657-729 without; transformer_copy.gin and
+reformer_copy.gin come out even or slightly faster. Both settings are read
+once, when JAX starts its CPU client, so `start` must come first.
 
 Compiling a program (LLVM, in this process) frees hundreds of MB that the C
 allocator keeps mapped, so a run's peak resident memory would carry the
@@ -64,10 +79,15 @@ def unroll_threefry() -> bool:
 # ReformerLM's 64x128 LSH chunks at length 4K slower (0.16-0.19 against
 # 0.13 s per step).
 _LARGEST_TRANSPOSED_PRODUCT = 32 * 32
+# Unbatched products (weight gradients: activations, transposed, times output
+# gradients) are rewritten below this many left-operand elements; longer
+# sequences' (ReformerLM from 1K tokens at d_model 64) keep XLA's form rather
+# than hold a transposed copy of their activations.
+_LARGEST_TRANSPOSED_OPERAND = 64 * 1024
 
 
-def standard_batched_dots() -> bool:
-    """Registers, for CPU from now on, a lowering of batched products that
+def standard_form_dots() -> bool:
+    """Registers, for CPU from now on, a lowering of small products that
     moves the left operand's contracted dimensions last first; returns False
     (and changes nothing) where this JAX lacks the rule it builds on."""
     try:
@@ -77,7 +97,7 @@ def standard_batched_dots() -> bool:
                                     platform='cpu')
     except (ImportError, AttributeError):
         logging.warning('this JAX has no dot_general lowering to build on; '
-                        'batched products on CPU use its default')
+                        'products on CPU use its default')
         return False
 
     def lower(ctx, lhs, rhs, *, dimension_numbers, **params):
@@ -86,9 +106,12 @@ def standard_batched_dots() -> bool:
         rank = len(shape)
         free = [d for d in range(rank) if d not in contracting + batch]
         order = tuple(batch) + tuple(free) + tuple(contracting)
-        product_size = math.prod(shape[d] for d in free + list(contracting))
-        if (not batch or order == tuple(range(rank))
-                or product_size > _LARGEST_TRANSPOSED_PRODUCT):
+        if batch:
+            small = math.prod(shape[d] for d in free + list(contracting)) <= (
+                _LARGEST_TRANSPOSED_PRODUCT)
+        else:
+            small = math.prod(shape) < _LARGEST_TRANSPOSED_OPERAND
+        if order == tuple(range(rank)) or not small:
             return default(ctx, lhs, rhs, dimension_numbers=dimension_numbers,
                            **params)
         kept = len(batch) + len(free)
@@ -109,37 +132,45 @@ def standard_batched_dots() -> bool:
     return True
 
 
-# The variable XLA's CPU client reads for its pool size when it starts.
+# What XLA's CPU client reads when it starts: its pool size, and its flags.
 _POOL_SIZE_VARIABLE = 'PJRT_NPROC'
-_threads_started_with = None  # what use_threads started the client with
+_FLAGS_VARIABLE = 'XLA_FLAGS'
+# Appended to any XLA_FLAGS of the user's; XLA merges repeated option lists.
+KEEP_LOOPS_ROLLED = '--xla_backend_extra_options=xla_cpu_disable_loop_unrolling'
+_threads_started_with = None  # what `start` started the client with
 
 
-def use_threads(n: int | None) -> None:
-    """Starts JAX's CPU client with `n` threads (None: one per core, XLA's
-    default). Where JAX has already started, a different `n` cannot apply:
-    it is logged once and this process keeps its threads."""
+def start(threads: int | None = None) -> None:
+    """Starts JAX's CPU client with this project's settings: `threads`
+    threads (None: one per core, XLA's default) and elementwise loops kept
+    rolled. Where JAX has already started, they cannot apply: a thread count
+    other than the one it started with is logged once, and this process
+    keeps its settings."""
     global _threads_started_with
     from jax._src import xla_bridge
     if xla_bridge.backends_are_initialized():
-        if n != _threads_started_with:
+        if threads != _threads_started_with:
             logging.log_first_n(
                 logging.WARNING, 'JAX started before cpu_threads=%s could '
-                'apply; this process keeps %s', 1, n,
+                'apply; this process keeps %s', 1, threads,
                 f'{_threads_started_with} XLA:CPU thread(s)'
                 if _threads_started_with else 'its XLA:CPU threads')
         return
-    if n is None:
-        return
-    previous = os.environ.get(_POOL_SIZE_VARIABLE)
-    os.environ[_POOL_SIZE_VARIABLE] = str(n)
+    settings = {_FLAGS_VARIABLE: (os.environ.get(_FLAGS_VARIABLE, '') + ' '
+                                  + KEEP_LOOPS_ROLLED).strip()}
+    if threads is not None:
+        settings[_POOL_SIZE_VARIABLE] = str(threads)
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
-        jax.devices()  # starts the clients, which read the variable now
+        jax.devices()  # starts the clients, which read the variables now
     finally:  # child processes (sweep trials) choose their own
-        if previous is None:
-            del os.environ[_POOL_SIZE_VARIABLE]
-        else:
-            os.environ[_POOL_SIZE_VARIABLE] = previous
-    _threads_started_with = n
+        for name, value in previous.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+    _threads_started_with = threads
 
 
 def _malloc_trim():

@@ -11,8 +11,9 @@ For each gin file, in the same run and alternating, --repeats times:
   optimizer, schedule and batches, one `one_step` per step as trax's own
   training loop does; timed after 3 warm-up steps (the Trainer compiles again
   at its second step), until the last loss is ready. It runs with XLA:CPU's
-  default threads, as such a script does; where the experiment sets
-  `cpu_threads`, the same script also runs with that setting.
+  defaults, as such a script does, and again with this project's XLA:CPU
+  settings (the experiment's `cpu_threads`, loops kept rolled: see
+  experiments/xla_cpu.py), to show what those settings alone give.
 Each runs in a fresh process. Also measured here: this machine's float32
 matrix-multiply rate and a training step's floating-point operations (XLA's
 cost analysis of one compiled step), giving the achieved FLOP rate.
@@ -45,7 +46,7 @@ flags.DEFINE_integer('repeats', 3, 'Runs of each side (medians reported).',
 flags.DEFINE_string('json', 'bench_train.json', 'Where to save the results.',
                     flag_values=FLAGS)
 flags.DEFINE_string('worker', None, 'Internal: run one side in this process '
-                    '("trax", "trax_same_threads" or "flops") and print its '
+                    '("trax", "trax_our_xla" or "flops") and print its '
                     'JSON.',
                     flag_values=FLAGS)
 
@@ -59,10 +60,16 @@ def _parse(gin_file: str, gin_params: Sequence[str] = ()) -> None:
     config.parse([gin_file], gin_params)
 
 
-def _experiment(gin_file: str, default_threads: bool = False):
+def _experiment(gin_file: str, xla_defaults: bool = False):
+    """Builds the experiment, which starts JAX with this project's XLA:CPU
+    settings unless `xla_defaults` starts it with XLA's own first."""
+    import jax
     from experiments import config
-    _parse(gin_file, ['experiments.Experiment.cpu_threads = None']
-           if default_threads else [])
+    if xla_defaults:
+        jax.devices()
+        _parse(gin_file, ['experiments.Experiment.cpu_threads = None'])
+    else:
+        _parse(gin_file)
     return config.build_experiment()
 
 
@@ -94,13 +101,13 @@ def _model_and_optimizer(experiment):
 
 
 def trax_steps_per_second(gin_file: str, steps: int,
-                          default_threads: bool = True) -> float:
+                          xla_defaults: bool = True) -> float:
     """Steady-state steps/s of trax's Trainer on the experiment, with
-    XLA:CPU's default threads or with the experiment's `cpu_threads`."""
+    XLA:CPU's defaults or with this project's settings."""
     from experiments import trax_bridge  # noqa: F401  (must precede trax)
     import jax
     import trax
-    experiment = _experiment(gin_file, default_threads)
+    experiment = _experiment(gin_file, xla_defaults)
     model_with_loss, optimizer = _model_and_optimizer(experiment)
     trainer = trax.optimizers.Trainer(model_with_loss, optimizer, n_devices=1)
     rng = jax.random.PRNGKey(experiment.seed)
@@ -161,7 +168,7 @@ def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best
 
 
-WORKERS = ('trax', 'trax_same_threads', 'flops')
+WORKERS = ('trax', 'trax_our_xla', 'flops')
 
 
 def _worker(kind: str, gin_file: str, steps: int) -> dict:
@@ -192,45 +199,39 @@ def ours_steps_per_second(gin_file: str, steps: int) -> float:
 
 def bench_one(gin_file: str, steps: int, repeats: int,
               matmul_rate: float) -> dict:
-    threads = _cpu_threads(gin_file)
-    ours, trax, trax_threads = [], [], []
+    ours, trax, trax_ours = [], [], []
     for i in range(repeats):
         print(f'  {gin_file}: run {i + 1}/{repeats}', flush=True)
         ours.append(ours_steps_per_second(gin_file, steps))
         trax.append(_worker('trax', gin_file, steps)['steps_per_second'])
-        if threads is not None:
-            trax_threads.append(_worker('trax_same_threads', gin_file,
-                                        steps)['steps_per_second'])
+        trax_ours.append(_worker('trax_our_xla', gin_file,
+                                 steps)['steps_per_second'])
     flops = _worker('flops', gin_file, steps)['flops']
     ours_median = statistics.median(ours)
-    same = statistics.median(trax_threads) if trax_threads else None
-    return {'gin_file': gin_file, 'steps': steps, 'cpu_threads': threads,
+    same = statistics.median(trax_ours)
+    return {'gin_file': gin_file, 'steps': steps,
+            'cpu_threads': _cpu_threads(gin_file),
             'ours_steps_per_s': ours_median,
             'trax_steps_per_s': statistics.median(trax),
             'speedup': ours_median / statistics.median(trax),
-            'trax_same_threads_steps_per_s': same,
-            'speedup_same_threads': same and ours_median / same,
+            'trax_our_xla_steps_per_s': same,
+            'speedup_our_xla': ours_median / same,
             'ours_runs': ours, 'trax_runs': trax,
-            'trax_same_threads_runs': trax_threads,
+            'trax_our_xla_runs': trax_ours,
             'step_gflop': flops / 1e9,
             'ours_gflop_per_s': flops * ours_median / 1e9,
             'share_of_matmul_rate': flops * ours_median / matmul_rate}
 
 
 def format_table(rows: Sequence[dict], matmul_rate: float) -> str:
-    def same_threads(r):
-        if r['trax_same_threads_steps_per_s'] is None:
-            return '- | -'
-        return (f'{r["trax_same_threads_steps_per_s"]:,.1f} | '
-                f'{r["speedup_same_threads"]:.1f}x')
-
     lines = ['| experiment | ours steps/s | trax Trainer steps/s | speed-up '
-             '| trax Trainer, our cpu_threads | speed-up | GFLOP per step '
+             '| trax Trainer, our XLA:CPU settings | speed-up | GFLOP per step '
              '| ours GFLOP/s | share of matmul rate |',
              '|---|---|---|---|---|---|---|---|---|']
     lines += [f'| {r["gin_file"]} | {r["ours_steps_per_s"]:,.1f} | '
               f'{r["trax_steps_per_s"]:,.1f} | {r["speedup"]:.1f}x | '
-              f'{same_threads(r)} | '
+              f'{r["trax_our_xla_steps_per_s"]:,.1f} | '
+              f'{r["speedup_our_xla"]:.1f}x | '
               f'{r["step_gflop"]:.4f} | {r["ours_gflop_per_s"]:.2f} | '
               f'{r["share_of_matmul_rate"]:.1%} |' for r in rows]
     lines.append(f'\nfloat32 matmul rate (2048 x 2048): '

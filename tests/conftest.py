@@ -4,6 +4,7 @@ import tempfile
 
 import experiments.trax_bridge  # noqa: F401  (before anything imports trax)
 from experiments import compile_cache
+from experiments import xla_cpu
 import gin
 import pytest
 
@@ -12,6 +13,10 @@ import pytest
 if not os.environ.get('SEQ_LAB_TEST_CACHE'):
     os.environ['SEQ_LAB_TEST_CACHE'] = tempfile.mkdtemp(prefix='jax-cache-')
 os.environ[compile_cache.ENV] = os.environ['SEQ_LAB_TEST_CACHE']
+
+# Runs inside the test process compile with the XLA:CPU settings that commands
+# start with (codelab.gin's one thread aside: the process keeps XLA's default).
+xla_cpu.start()
 
 
 @pytest.fixture(autouse=True)

@@ -201,12 +201,13 @@ print(released, round(before - rss_mb()))
     assert int(freed_mb) > 100, result.stdout
 
 
-def test_batched_products_are_lowered_in_standard_form():
-    """xla_cpu.standard_batched_dots: a batched product contracting the left
-    operand's middle dimension (attention's backward pass) gives the same
-    numbers, and compiles to a standard-form dot (contracting the last
-    dimension) instead of XLA:CPU's slow per-batch loop. In a fresh process:
-    the lowering, once registered, stays."""
+def test_small_products_are_lowered_in_standard_form():
+    """xla_cpu.standard_form_dots: a small product contracting the left
+    operand over a dimension other than its last (attention's backward pass,
+    batched; a weight gradient, unbatched) gives the same numbers, and
+    compiles to a standard-form dot (contracting the last dimension) instead
+    of XLA:CPU's slow form; a large one keeps XLA's form. In a fresh
+    process: the lowering, once registered, stays."""
     import json
     import subprocess
     import sys
@@ -215,52 +216,71 @@ import json, re, jax, numpy as np
 from jax import lax
 from experiments import xla_cpu
 rng = np.random.default_rng(0)
-a = rng.standard_normal((6, 5, 3), np.float32)
-b = rng.standard_normal((6, 5, 4), np.float32)
-dims = (((1,), (1,)), ((0,), (0,)))  # out[n, i, j] = sum_k a[n,k,i] b[n,k,j]
-def product():
-    f = jax.jit(lambda a, b: lax.dot_general(a, b, dims))
-    hlo = f.lower(a, b).compile().as_text()
-    error = np.abs(np.asarray(f(a, b)) - np.einsum('nki,nkj->nij', a, b)).max()
-    return re.findall(r' dot\\(.*?lhs_contracting_dims=\\{(\\d)\\}', hlo), float(error)
-before = product()
-registered = xla_cpu.standard_batched_dots()
-print(json.dumps([before, registered, product()]))
+cases = [  # (left, right, dimension numbers, the same product in einsum)
+    ((6, 5, 3), (6, 5, 4), (((1,), (1,)), ((0,), (0,))), 'nki,nkj->nij'),
+    ((40, 8), (40, 4), (((0,), (0,)), ((), ())), 'ki,kj->ij'),
+    ((1024, 64), (1024, 4), (((0,), (0,)), ((), ())), 'ki,kj->ij')]
+def products():
+    out = []
+    for left, right, dims, einsum in cases:
+        a = rng.standard_normal(left, np.float32)
+        b = rng.standard_normal(right, np.float32)
+        f = jax.jit(lambda a, b: lax.dot_general(a, b, dims))
+        hlo = f.lower(a, b).compile().as_text()
+        error = np.abs(np.asarray(f(a, b)) - np.einsum(einsum, a, b)).max()
+        out.append([re.findall(r' dot\\(.*?lhs_contracting_dims=\\{([\\d,]+)\\}', hlo),
+                    float(error / np.abs(np.einsum(einsum, a, b)).max())])
+    return out
+before = products()
+registered = xla_cpu.standard_form_dots()
+print(json.dumps([before, registered, products()]))
 '''
     result = subprocess.run([sys.executable, '-c', script],
                             capture_output=True, text=True, check=True,
                             env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
-    (dims_before, error_before), registered, (dims_after, error_after) = (
-        json.loads(result.stdout.strip().splitlines()[-1]))
-    assert registered and dims_before == ['1'] and dims_after == ['2']
-    assert error_before < 1e-5 and error_after < 1e-5
+    before, registered, after = json.loads(
+        result.stdout.strip().splitlines()[-1])
+    assert registered
+    assert [dims for dims, _ in before] == [['1'], ['0'], ['0']]
+    assert [dims for dims, _ in after] == [['2'], ['1'], ['0']]
+    assert all(error < 1e-5 for _, error in before + after)
 
 
-def test_cpu_threads_start_xla_with_that_many():
-    """Experiment.cpu_threads sizes XLA:CPU's pool when building the
-    experiment starts JAX, and does not leak into child processes."""
+def test_experiments_start_xla_with_their_settings(tmp_path):
+    """Building an experiment starts JAX with its cpu_threads as XLA:CPU's
+    pool size and with loops kept rolled, on top of the user's XLA_FLAGS;
+    neither setting leaks into child processes."""
     import json
     import subprocess
     import sys
     script = '''
-import json, os, sys
+import glob, json, os, sys
 from experiments import config
-config.parse(['codelab.gin'], sys.argv[1:])
+config.parse(['codelab.gin'], sys.argv[2:])
 experiment = config.build_experiment()
+import jax, jax.numpy as jnp
+jax.jit(jnp.exp).lower(jnp.ones((16, 10, 32))).compile()
 tasks = os.listdir('/proc/self/task')
 names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in tasks]
+options = open(glob.glob(os.path.join(sys.argv[1], '*jit_exp.debug_options'))[0]).read()
 print(json.dumps({'threads': experiment.cpu_threads,
                   'pool': names.count('tf_XLAEigen'),
-                  'leaked': 'PJRT_NPROC' in os.environ}))
+                  'rolled': 'xla_cpu_disable_loop_unrolling' in options,
+                  'dumped': sys.argv[1] in options,
+                  'leaked': 'PJRT_NPROC' in os.environ
+                            or os.environ['XLA_FLAGS'] != '--xla_dump_to=' + sys.argv[1]}))
 '''
-    env = {k: v for k, v in os.environ.items()
-           if k not in ('PJRT_NPROC', 'NPROC')}
     outcomes = []
-    for params in ([], ['experiments.Experiment.cpu_threads = None']):
-        result = subprocess.run([sys.executable, '-c', script, *params],
+    for i, params in enumerate(([], ['experiments.Experiment.cpu_threads = None'])):
+        dump = str(tmp_path / str(i))
+        env = {k: v for k, v in os.environ.items()
+               if k not in ('PJRT_NPROC', 'NPROC')}
+        env['XLA_FLAGS'] = f'--xla_dump_to={dump}'
+        result = subprocess.run([sys.executable, '-c', script, dump, *params],
                                 capture_output=True, text=True, check=True,
                                 env=env)
         outcomes.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    assert outcomes[0] == {'threads': 1, 'pool': 1, 'leaked': False}
+    settings = {'rolled': True, 'dumped': True, 'leaked': False}
+    assert outcomes[0] == {'threads': 1, 'pool': 1, **settings}
     assert outcomes[1] == {'threads': None, 'pool': len(os.sched_getaffinity(0)),
-                           'leaked': False}
+                           **settings}

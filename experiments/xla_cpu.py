@@ -136,7 +136,7 @@ def standard_form_dots() -> bool:
 _POOL_SIZE_VARIABLE = 'PJRT_NPROC'
 _FLAGS_VARIABLE = 'XLA_FLAGS'
 # Appended to any XLA_FLAGS of the user's; XLA merges repeated option lists.
-KEEP_LOOPS_ROLLED = '--xla_backend_extra_options=xla_cpu_disable_loop_unrolling'
+_KEEP_LOOPS_ROLLED = '--xla_backend_extra_options=xla_cpu_disable_loop_unrolling'
 _threads_started_with = None  # what `start` started the client with
 
 
@@ -157,7 +157,7 @@ def start(threads: int | None = None) -> None:
                 if _threads_started_with else 'its XLA:CPU threads')
         return
     settings = {_FLAGS_VARIABLE: (os.environ.get(_FLAGS_VARIABLE, '') + ' '
-                                  + KEEP_LOOPS_ROLLED).strip()}
+                                  + _KEEP_LOOPS_ROLLED).strip()}
     if threads is not None:
         settings[_POOL_SIZE_VARIABLE] = str(threads)
     previous = {name: os.environ.get(name) for name in settings}

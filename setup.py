@@ -22,6 +22,7 @@ setup(
         'absl-py',
         'tensorboard',  # TensorFlow no longer brings it
         'matplotlib',  # sweep report plots
+        'orbax-checkpoint',  # checkpoints as arrays and JSON, not pickles
     ],
     extras_require={
         'test': ['pytest', 'pytest-xdist', 'hypothesis'],

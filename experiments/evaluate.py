@@ -9,7 +9,7 @@ sequence_accuracy, as in training) and exact_match: the share of examples
 whose whole answer the model generates itself (greedy, predict mode). Saves
 them as JSON under <output_dir>/evaluations/. Bindings may change settings
 that keep the weights' shapes (n_hashes, n_buckets, chunk_len, attention,
-task length); `LSHSelfAttention.<x>` is read as `models.ReformerLM.<x>`.
+task length); a binding that nothing uses is refused.
 """
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from absl import flags
 from absl import logging
 import jax
 import numpy as np
-from trax import layers as tl
 from trax import shapes
 
-from experiments import compile_cache, config, decoding, restore, training
+from experiments import compile_cache, config, decoding, manifest, restore
+from experiments import training
 from scripts import cli
 
 FLAGS = flags.FlagValues()
@@ -51,7 +51,7 @@ def evaluate(restored, n_batches: int | None = None,
     exp = restored.experiment
     batches = [exp.task.batch('eval', i)
                for i in range(n_batches or exp.n_eval_batches)]
-    model = tl.Serial(exp.model('eval'), tl.Branch(*training._metric_layers()))
+    model = training.with_metrics(exp.model)
     rng = jax.random.PRNGKey(exp.seed)
     _, fresh = model.init(shapes.signature(batches[0]), rng=rng)
     weights = (restored.weights, model.weights[1])
@@ -99,6 +99,9 @@ def run(output_dir: str | None, gin_params: Sequence[str] = (),
           f'{n_examples} eval examples of {exp.task.name} (length '
           f'{exp.task.length}):')
     print('  ' + '  '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
+    starts = manifest.read(output_dir)
+    if starts:
+        print(f'  trained on {manifest.describe(starts[-1])}')
     print(f'wrote {save(restored, metrics, n_examples)}')
     return 0
 

@@ -35,9 +35,11 @@ class Restored:
 
 
 def _parse(saved_config: str, bindings: Sequence[str]):
+    """The run's experiment under `bindings`, each of which must be used by
+    evaluating or decoding it (config.gin's own are the run's)."""
     gin.clear_config()
-    config.parse([saved_config], bindings)
-    return config.build_experiment()
+    config.parse([saved_config], bindings, check_files=False)
+    return config.build_experiment(for_training=False)
 
 
 def initial_weights(model: LanguageModel, length: int):
@@ -98,19 +100,22 @@ def restore(output_dir: str, gin_params: Sequence[str] = (),
     if not os.path.isfile(saved_config):
         raise config.ConfigError(f'{output_dir} has no config.gin; is it a '
                                  'run directory written by experiments.main?')
-    overrides = tuple(config.translate(b) for b in gin_params)
+    overrides = tuple(gin_params)
     trained = _parse(saved_config, ())
     experiment = _parse(saved_config, overrides)
     try:
         checkpoint = checkpoints.load(output_dir, step)
-    except FileNotFoundError as e:
+    except checkpoints.CheckpointError as e:
         raise config.ConfigError(str(e)) from e
     if checkpoint is None:
         raise config.ConfigError(f'no checkpoint in {output_dir}; train it '
                                  'first with experiments.main')
-    weights, state = checkpoint['weights'][0], checkpoint['state'][0]
-    changers = _shape_changers(trained.model, experiment.model,
-                               trained.task.length, weights)
+    try:  # the model's part of (model, loss) trees, as training saves them
+        weights, state = checkpoint['weights'][0], checkpoint['state'][0]
+    except (TypeError, IndexError, KeyError):
+        weights = state = None
+    changers = [] if weights is None else _shape_changers(
+        trained.model, experiment.model, trained.task.length, weights)
     if changers == []:
         raise config.ConfigError(f'the checkpoint in {output_dir} does '
                                  'not fit the model in its config.gin')

@@ -17,9 +17,11 @@ import shutil
 
 CONFIG_FILE = 'config.gin'
 LOCK_FILE = '.lock'
-# What a training run writes; `--overwrite` removes exactly these.
-ARTIFACTS = (CONFIG_FILE, 'operative_config.gin', 'checkpoints', 'train',
-             'eval', 'evaluations')
+# What a training run (and scripts/convert_checkpoints.py) writes;
+# `--overwrite` removes exactly these.
+ARTIFACTS = (CONFIG_FILE, 'operative_config.gin', 'manifest.json',
+             'checkpoints', 'checkpoints_pickle', 'train', 'eval',
+             'evaluations')
 _MAY_CHANGE = re.compile(r'^(experiments\.)?Experiment\.n_steps\s*=')
 
 

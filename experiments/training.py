@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import os
 import shutil
+import sys
 import time
 from typing import Callable
 
@@ -27,6 +28,7 @@ from trax import shapes
 
 from experiments import checkpoints
 from experiments import decoding
+from experiments import manifest
 from experiments import run_dir
 from experiments import summaries
 from experiments import xla_cpu
@@ -51,6 +53,17 @@ def _metric_layers():
             tl.SequenceAccuracy()]
 
 
+def with_loss(model: LanguageModel) -> tl.Layer:
+    """The layer training runs: `model` in train mode, then the loss."""
+    return tl.Serial(model('train'), tl.WeightedCategoryCrossEntropy())
+
+
+def with_metrics(model: LanguageModel) -> tl.Layer:
+    """The layer evaluation runs: `model` in eval mode, then loss and
+    metrics."""
+    return tl.Serial(model('eval'), tl.Branch(*_metric_layers()))
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """Everything a training run needs; see gin_configs/common/ for defaults.
@@ -65,13 +78,15 @@ class Experiment:
       at the last step) also measure exact_match: the share of eval examples
       whose whole answer the model generates itself (greedy, predict mode).
       0 turns it off.
-    cpu_threads: XLA:CPU threads (None: one per core). A small model's step
-      is hundreds of tiny kernels, and one thread runs them sooner than two
-      (codelab.gin). JAX's CPU client takes it when it starts (with this
-      project's other XLA:CPU settings, experiments/xla_cpu.py), so it
-      applies where building the experiment starts JAX (experiments.main,
-      sweep trials); elsewhere it is logged and the process keeps its
-      threads.
+    cpu_threads: XLA:CPU's thread pool. Part of the experiment, like the
+      seed: other pool sizes give other bits (experiments/xla_cpu.py), so
+      the default is a fixed 2, not one per core, and a resume in a process
+      with another pool is refused. A small model's step is hundreds of
+      tiny kernels, and one thread runs them sooner than two (codelab.gin).
+      JAX's CPU client takes it when it starts, so it applies where
+      building the experiment starts JAX (experiments.main, sweep trials);
+      elsewhere (a notebook, the test process) the process keeps its pool,
+      logs it, and records the pool it used.
     """
 
     task: SequenceTask
@@ -85,17 +100,14 @@ class Experiment:
     seed: int = 0
     n_devices: int | None = None
     decode_eval_every: int = 0
-    cpu_threads: int | None = None
+    cpu_threads: int = xla_cpu.DEFAULT_THREADS
 
     def __post_init__(self):
-        cores = os.cpu_count() or 1
-        if self.cpu_threads is not None and (
-                not isinstance(self.cpu_threads, int)
+        if (not isinstance(self.cpu_threads, int)
                 or isinstance(self.cpu_threads, bool)
-                or not 1 <= self.cpu_threads <= cores):
-            raise ValueError('Experiment.cpu_threads must be None or an int '
-                             f'from 1 to {cores} (the cores here), got '
-                             f'{self.cpu_threads!r}')
+                or not 1 <= self.cpu_threads <= xla_cpu.MAX_THREADS):
+            raise ValueError('Experiment.cpu_threads must be an int from 1 to '
+                             f'{xla_cpu.MAX_THREADS}, got {self.cpu_threads!r}')
         xla_cpu.start(self.cpu_threads)  # before anything starts JAX
         for field in ('n_steps', 'eval_every', 'n_eval_batches',
                       'checkpoint_every'):
@@ -195,8 +207,7 @@ class TrainingRun:
         sample = task.batch('train', 0)
         signature = shapes.signature(sample)
 
-        model_with_loss = tl.Serial(experiment.model('train'),
-                                    tl.WeightedCategoryCrossEntropy())
+        model_with_loss = with_loss(experiment.model)
         model_with_loss.init(signature, rng=self._init_rng)
         optimizer = experiment.optimizer()
         optimizer.tree_init(model_with_loss.weights)
@@ -216,7 +227,8 @@ class TrainingRun:
         self.step = 0
         weights, state = model_with_loss.weights, model_with_loss.state
         slots = optimizer.slots
-        restored = checkpoints.load(output_dir)
+        restored = checkpoints.load(output_dir, like={
+            'weights': weights, 'state': state, 'slots': slots})
         if restored is not None:
             self.step = restored['step']
             weights, state = restored['weights'], restored['state']
@@ -237,8 +249,7 @@ class TrainingRun:
             donate_argnums=(0, 1, 2),
             out_shardings=(replicated, replicated, replicated, replicated))
 
-        model_with_metrics = tl.Serial(experiment.model('eval'),
-                                       tl.Branch(*_metric_layers()))
+        model_with_metrics = with_metrics(experiment.model)
         model_with_metrics.init(signature, rng=self._init_rng)
         self._metrics_fn = jax.jit(model_with_metrics.pure_fn)
         self._metrics_weights, self._metrics_state = self._replicate(
@@ -401,7 +412,16 @@ def train(experiment: Experiment, output_dir: str,
     run = TrainingRun(experiment, output_dir)
     run.check_disk()  # before anything is written
     exp = experiment
+    start = manifest.collect(xla_cpu.pool_size(), run.n_devices)
+    starts = manifest.read(output_dir)
+    if run.step and starts:
+        refusal, warning = manifest.resume_problems(starts[-1], start)
+        if refusal:
+            raise run_dir.RunDirError(f'cannot resume {output_dir}: {refusal}')
+        if warning:
+            print(f'warning: {warning}', file=sys.stderr)
     os.makedirs(output_dir, exist_ok=True)
+    manifest.record(output_dir, start)
     with open(os.path.join(output_dir, 'config.gin'), 'w') as f:
         f.write(gin.config_str())
     operative = gin.operative_config_str()
@@ -415,7 +435,9 @@ def train(experiment: Experiment, output_dir: str,
         log(_final_line(evals))
         return evals
     if run.step:
-        log(f'Resuming from the checkpoint at step {run.step}.')
+        log(f'Resuming from the checkpoint at step {run.step}'
+            + (f' (last start: {manifest.describe(starts[-1])})' if starts
+               else '') + '.')
     log(f'Training {type(exp.model).__name__} on {exp.task.name} '
         f'(length {exp.task.length}, batch {exp.task.batch_size}) for '
         f'{exp.n_steps} steps on {run.n_devices} device(s); '
@@ -449,8 +471,14 @@ def train(experiment: Experiment, output_dir: str,
                 continue  # the next call queues behind this one
             run.check_finite(losses, run.step)  # waits for the device
             if evaluate_now:
+                # Over the steps since the previous evaluation or
+                # checkpoint: a resumed run (which starts at a checkpoint)
+                # has those too, so it logs what a run never stopped does.
+                since = run.step - max(
+                    (run.step - 1) // every * every
+                    for every in (exp.eval_every, exp.checkpoint_every))
                 train_loss = float(np.mean(np.concatenate(
-                    [np.asarray(x) for x in losses])))
+                    [np.asarray(x) for x in losses])[-since:]))
                 steps_per_second = (run.step - start_step) / (
                     time.perf_counter() - start_time)
                 train_metrics = {**run.metrics(batches[-1:]),

@@ -1,5 +1,5 @@
 """XLA:CPU: faster random bits, batched products and elementwise loops;
-threads; memory back.
+a fixed thread pool; memory back.
 
 JAX lowers threefry (every `jax.random` draw: dropout masks, sampling) to a
 rolled five-iteration loop on CPU, to keep compiles short. XLA:CPU runs each
@@ -27,6 +27,17 @@ XLA:CPU spreads independent ones over its thread pool, and on two cores the
 hand-offs cost more than they save (codelab.gin's compiled loop: 2.1-2.6
 ms per step with two threads, 1.6-1.75 ms with one; a wider model such as
 transformer_copy.gin gains from two: 26 against 40 ms).
+
+The pool's size changes the bits, so it is part of an experiment, with a
+fixed default rather than one thread per core. XLA:CPU's library kernels
+split work by it: YNNPACK's reduction fusions split a sum over the threads
+(codelab.gin's weights after 20 steps differ between 1 and 2 threads, and
+agree with those fusions off), and products with a long contraction block
+it by the pool size (ReformerLM at 4K tokens: the weight gradients, summed
+over 4,096 positions, differ between 1 and 2 threads even with YNNPACK off
+and Eigen single-threaded). With a fixed size the bits do not depend on
+the cores present: 2 threads on one core (taskset) and on two give the
+same gradients, and load does not change them.
 
 XLA:CPU unrolls each elementwise loop it emits. Where the innermost
 dimension is short (a small model's activations: batch x length x 32), the
@@ -137,29 +148,30 @@ _POOL_SIZE_VARIABLE = 'PJRT_NPROC'
 _FLAGS_VARIABLE = 'XLA_FLAGS'
 # Appended to any XLA_FLAGS of the user's; XLA merges repeated option lists.
 _KEEP_LOOPS_ROLLED = '--xla_backend_extra_options=xla_cpu_disable_loop_unrolling'
+# An experiment's default pool size (see the module docstring), and the most
+# it may ask for: oversubscribing the cores is allowed, not absurd sizes.
+DEFAULT_THREADS = 2
+MAX_THREADS = 256
 _threads_started_with = None  # what `start` started the client with
 
 
-def start(threads: int | None = None) -> None:
-    """Starts JAX's CPU client with this project's settings: `threads`
-    threads (None: one per core, XLA's default) and elementwise loops kept
-    rolled. Where JAX has already started, they cannot apply: a thread count
-    other than the one it started with is logged once, and this process
-    keeps its settings."""
+def start(threads: int = DEFAULT_THREADS) -> None:
+    """Starts JAX's CPU client with this project's settings: a pool of
+    `threads` threads and elementwise loops kept rolled. Where JAX has
+    already started, they cannot apply: another thread count is logged
+    once, and this process keeps the pool it has (`threads()` says which)."""
     global _threads_started_with
     from jax._src import xla_bridge
     if xla_bridge.backends_are_initialized():
-        if threads != _threads_started_with:
+        if threads != pool_size():
             logging.log_first_n(
                 logging.WARNING, 'JAX started before cpu_threads=%s could '
-                'apply; this process keeps %s', 1, threads,
-                f'{_threads_started_with} XLA:CPU thread(s)'
-                if _threads_started_with else 'its XLA:CPU threads')
+                'apply; this process keeps %s XLA:CPU thread(s)', 1, threads,
+                pool_size())
         return
     settings = {_FLAGS_VARIABLE: (os.environ.get(_FLAGS_VARIABLE, '') + ' '
-                                  + _KEEP_LOOPS_ROLLED).strip()}
-    if threads is not None:
-        settings[_POOL_SIZE_VARIABLE] = str(threads)
+                                  + _KEEP_LOOPS_ROLLED).strip(),
+                _POOL_SIZE_VARIABLE: str(threads)}
     previous = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     try:
@@ -171,6 +183,19 @@ def start(threads: int | None = None) -> None:
             else:
                 os.environ[name] = value
     _threads_started_with = threads
+
+
+def pool_size() -> int:
+    """The XLA:CPU thread pool this process runs with (starting JAX with the
+    default if nothing has): what `start` set, else what a client started
+    elsewhere took from the environment, else XLA's one per usable core."""
+    from jax._src import xla_bridge
+    if not xla_bridge.backends_are_initialized():
+        start()
+    if _threads_started_with is not None:
+        return _threads_started_with
+    value = os.environ.get(_POOL_SIZE_VARIABLE, '')
+    return int(value) if value.isdigit() else len(os.sched_getaffinity(0))
 
 
 def _malloc_trim():

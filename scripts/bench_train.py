@@ -66,14 +66,16 @@ def _experiment(gin_file: str, xla_defaults: bool = False):
     import jax
     from experiments import config
     if xla_defaults:
+        from experiments import xla_cpu
         jax.devices()
-        _parse(gin_file, ['experiments.Experiment.cpu_threads = None'])
+        _parse(gin_file, ['experiments.Experiment.cpu_threads = '
+                          f'{xla_cpu.pool_size()}'])
     else:
         _parse(gin_file)
     return config.build_experiment()
 
 
-def _cpu_threads(gin_file: str) -> int | None:
+def _cpu_threads(gin_file: str) -> int:
     """The experiment's `cpu_threads`, read from its config without building
     it (which would try to apply it to this process's running JAX)."""
     import gin

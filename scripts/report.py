@@ -6,7 +6,7 @@ r"""Tables and plots of a sweep's results, read from its TensorBoard events.
 Writes into the sweep directory (or --output_dir):
   report.md, report.csv   one row per trial: its swept values, status, last
                           step, final and best eval metrics, steps/s, wall
-                          time and error
+                          time, error and where it ran (its manifest)
   plots/<metric>_vs_<axis>.png   the metric's final value against each axis
   plots/<metric>_over_steps.png  the metric over training steps, per trial
 
@@ -24,6 +24,7 @@ from typing import Any
 
 from absl import flags
 
+from experiments import manifest as run_manifest
 from experiments.config import ConfigError
 from experiments.summaries import read_scalars
 from scripts import cli
@@ -84,6 +85,8 @@ def table(manifest: dict, sweep_dir: str,
             found.get('train/training/steps_per_second', []))
         row['wall_time_s'] = status.get('wall_time_s')
         row['error'] = status.get('error')
+        starts = run_manifest.read(os.path.join(sweep_dir, name))
+        row['ran_on'] = run_manifest.describe(starts[-1]) if starts else None
         rows.append(row)
     return rows
 
@@ -104,13 +107,22 @@ def _cell(column: str, value: Any) -> str:
 
 
 def write_markdown(rows: list[dict], path: str, title: str) -> str:
-    columns = list(rows[0])
+    # Where trials ran is a long string, shown once per machine below.
+    columns = [c for c in rows[0] if c != 'ran_on']
     lines = [f'# Sweep {title}', '',
              '| ' + ' | '.join(columns) + ' |',
              '|' + '---|' * len(columns)]
     for row in rows:
         lines.append('| ' + ' | '.join(_cell(c, row[c]).replace('|', '\\|')
                                         for c in columns) + ' |')
+    machines: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get('ran_on'):
+            machines.setdefault(row['ran_on'], []).append(row['trial'])
+    if machines:
+        lines += ['', 'Ran on (each trial\'s last start):']
+        lines += [f'- {machine}: {", ".join(trials)}'
+                  for machine, trials in machines.items()]
     text = '\n'.join(lines) + '\n'
     with open(path, 'w') as f:
         f.write(text)

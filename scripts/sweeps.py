@@ -163,11 +163,13 @@ def sweep_name(sweep_file: str) -> str:
 
 
 def load(sweep_file: str) -> Sweep:
-    """Parses a sweep file; gin is left clear."""
+    """Parses a sweep file, each of whose bindings must be used; gin is left
+    clear."""
     gin.clear_config()
     try:
         config.parse([sweep_file])
-        return gin.get_configurable('scripts.Sweep')()
+        with config.every_binding_used():
+            return gin.get_configurable('scripts.Sweep')()
     except ConfigError as e:
         raise ConfigError(f'sweep file {sweep_file}: {e}') from e
     except (ValueError, TypeError) as e:

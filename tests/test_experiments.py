@@ -75,7 +75,7 @@ def test_resume_continues_at_the_saved_step(tmp_path, capsys):
     capsys.readouterr()
     _train(name, resumed)
     printed = capsys.readouterr().out
-    assert 'Resuming from the checkpoint at step 2.' in printed
+    assert 'Resuming from the checkpoint at step 2 (last start: ' in printed
     assert 'step 2/3' not in printed and 'step 3/3' in printed
     assert checkpoints.list_steps(str(resumed)) == [2, 3]
 
@@ -248,8 +248,9 @@ print(json.dumps([before, registered, products()]))
 
 def test_experiments_start_xla_with_their_settings(tmp_path):
     """Building an experiment starts JAX with its cpu_threads as XLA:CPU's
-    pool size and with loops kept rolled, on top of the user's XLA_FLAGS;
-    neither setting leaks into child processes."""
+    pool size (also above the cores here) and with loops kept rolled, on
+    top of the user's XLA_FLAGS; neither setting leaks into child
+    processes."""
     import json
     import subprocess
     import sys
@@ -271,7 +272,8 @@ print(json.dumps({'threads': experiment.cpu_threads,
                             or os.environ['XLA_FLAGS'] != '--xla_dump_to=' + sys.argv[1]}))
 '''
     outcomes = []
-    for i, params in enumerate(([], ['experiments.Experiment.cpu_threads = None'])):
+    # 3 threads: any count applies, whatever the cores here.
+    for i, params in enumerate(([], ['experiments.Experiment.cpu_threads = 3'])):
         dump = str(tmp_path / str(i))
         env = {k: v for k, v in os.environ.items()
                if k not in ('PJRT_NPROC', 'NPROC')}
@@ -282,5 +284,12 @@ print(json.dumps({'threads': experiment.cpu_threads,
         outcomes.append(json.loads(result.stdout.strip().splitlines()[-1]))
     settings = {'rolled': True, 'dumped': True, 'leaked': False}
     assert outcomes[0] == {'threads': 1, 'pool': 1, **settings}
-    assert outcomes[1] == {'threads': None, 'pool': len(os.sched_getaffinity(0)),
-                           **settings}
+    assert outcomes[1] == {'threads': 3, 'pool': 3, **settings}
+
+
+def test_the_default_thread_pool_is_fixed_not_one_per_core():
+    """Other pool sizes give other bits (experiments/xla_cpu.py), so an
+    experiment that does not set cpu_threads gets the same pool on every
+    machine."""
+    from experiments import training, xla_cpu
+    assert training.Experiment.cpu_threads == xla_cpu.DEFAULT_THREADS == 2

@@ -114,3 +114,22 @@ def test_sweep_expands_and_every_trial_validates(name):
             module = gin.get_configurable(axis.rsplit('.', 1)[0]).__module__
             assert module.split('.')[0] in OUR_PACKAGES or module.startswith(
                 TRAX_ALLOWED), f'{name}: {axis} resolves to {module}'
+
+
+@pytest.mark.parametrize('name', SWEEPS)
+def test_every_trial_dry_runs_as_its_command(name, tmp_path, monkeypatch,
+                                             capsys):
+    """Each trial's own `experiments.main` command (what the sweep runs)
+    passes --dry_run: none of its bindings goes unused."""
+    monkeypatch.chdir(tmp_path)
+    sweep = sweeps.load(f'sweeps/{name}')
+    for trial in sweeps.expand(sweep):
+        args = sweeps.main_args(sweep, trial, str(tmp_path / trial.name))
+        gin.clear_config()
+        assert main.run([a.split('=', 1)[1] for a in args
+                         if a.startswith('--gin_file=')],
+                        [a.split('=', 1)[1] for a in args
+                         if a.startswith('--gin_param=')],
+                        str(tmp_path / trial.name), dry_run=True) == 0, (
+            trial.name, capsys.readouterr().err)
+    assert os.listdir(tmp_path) == []

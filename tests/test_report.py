@@ -122,3 +122,22 @@ def test_hparams_config_written_once_per_sweep(tmp_path):
     sweep_dir.write_manifest(root, changed)  # the sweep file was edited
     assert len(events()) == 1 and events() != first
     assert sweep_dir.read_manifest(root)['trials'][1]['name'] == NAMES[1]
+
+
+def test_the_report_says_where_each_trial_ran(sweep_root, tmp_path):
+    from experiments import manifest
+    start = {'cpu_model': 'Test CPU', 'isa': ['avx2'], 'platform': 'cpu',
+             'n_devices': 1, 'threads': 2, 'versions': {'jax': '0.10.2',
+                                                        'trax': '1.4.1'},
+             'git_commit': 'abcdef0123456789', 'git_dirty': False}
+    for name in NAMES[:2]:
+        manifest.record(os.path.join(sweep_root, name), start)
+    out = str(tmp_path / 'out')
+    markdown = report.report(sweep_root, 'eval/metrics/accuracy', out)
+    ran_on = manifest.describe(start)
+    assert ran_on.startswith('Test CPU (avx2), 1 cpu device(s), 2 XLA:CPU '
+                             'thread(s); jax 0.10.2, trax 1.4.1; commit '
+                             'abcdef0123')
+    assert f'- {ran_on}: {NAMES[0]}, {NAMES[1]}' in markdown.splitlines()
+    rows = _rows(os.path.join(out, 'report.csv'))
+    assert [rows[n]['ran_on'] for n in NAMES] == [ran_on, ran_on, '', '']

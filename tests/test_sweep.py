@@ -124,14 +124,20 @@ def test_load_then_validate_every_trial(tmp_path):
     path = _write(tmp_path, "{'models.TransformerLM.n_heads': [1, 2], "
                             "'D_MODEL': [16, 32]}",
                   extra='models.TransformerLM.d_model = %D_MODEL\n')
-    loaded = sweeps.load(path)
+    # A binding written in the sweep file itself reaches no trial.
+    with pytest.raises(ConfigError, match=(
+            r'tiny.gin: gin binding models.TransformerLM.d_model '
+            r'\(.*tiny.gin:7\) is never used')):
+        sweeps.load(path)
+    loaded = sweeps.load(_write(tmp_path, "{'models.TransformerLM.n_heads': "
+                                          "[1, 2], 'D_MODEL': [16, 32]}"))
     assert loaded.base == ('codelab.gin',)
     assert loaded.mode == 'grid'
     assert loaded.bindings == tuple(SHRINK)
-    # Bindings written in the sweep file itself do not leak into trials.
     trials = sweeps.expand(loaded)
     assert len(trials) == 4
-    with pytest.raises(ConfigError, match='no effect'):
+    with pytest.raises(ConfigError, match='trial n_heads=1,d_model=16: gin '
+                       'macro D_MODEL .* is never used'):
         sweeps.validate(loaded, trials)  # D_MODEL is bound to nothing
 
 
@@ -141,9 +147,14 @@ def test_load_then_validate_every_trial(tmp_path):
     ("{'models.TransformerLM.n_heads': [2, 3]}",
      'trial n_heads=3: TransformerLM.d_model=32 is not divisible by '
      'TransformerLM.n_heads=3'),
-    ("{'D_MODLE': [16, 32]}", "axis 'D_MODLE' has no effect on any trial"),
+    ("{'D_MODLE': [16, 32]}", 'trial d_modle=16: gin macro D_MODLE '
+     '(--gin_param) is never used: nothing refers to %D_MODLE'),
     ("{'models.ReformerLM.n_hashes': [1, 2]}",
-     "axis 'models.ReformerLM.n_hashes' has no effect"),
+     'trial n_hashes=1: gin binding models.ReformerLM.n_hashes (--gin_param) '
+     'is never used: models.ReformerLM is never called'),
+    # The second axis replaces the %LENGTH the first one is for.
+    ("{'LENGTH': [16, 20], 'tasks.copy.length': [8, 12]}",
+     "axis 'LENGTH' has no effect on any trial"),
 ])
 def test_validation_names_the_bad_axis_or_trial(tmp_path, axes, message):
     loaded = sweeps.load(_write(tmp_path, axes))

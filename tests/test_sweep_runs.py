@@ -35,6 +35,9 @@ scripts.Sweep.bindings = [
     'models.TransformerLM.d_model = 16',
     'models.TransformerLM.n_layers = 1',
     'tasks.copy.batch_size = 4',
+    # The test process's pool: trial A's killed run, made here, resumes as
+    # a trial (a resume with another pool is refused).
+    'experiments.Experiment.cpu_threads = 2',
 ]
 scripts.Sweep.axes = {{
     'models.TransformerLM.d_ff': [16, 32],
@@ -109,7 +112,7 @@ def test_unfinished_trial_resumed_from_its_checkpoint(tiny):
     trial = os.path.join(tiny['root'], A)
     with open(os.path.join(trial, sweep_dir.LOG)) as f:
         log = f.read()
-    assert 'Resuming from the checkpoint at step 2.' in log
+    assert 'Resuming from the checkpoint at step 2 (last start: ' in log
     assert 'step 2/4' not in log and 'step 4/4' in log
     assert checkpoints.list_steps(trial)[-1] == 4
     for run in ('train', 'eval'):  # each step logged once across the resume

@@ -2,6 +2,7 @@ r"""Training throughput: `experiments.main` against trax's own Trainer.
 
     python -m scripts.bench_train                        # codelab, reformer_copy
     python -m scripts.bench_train --gin_files=codelab.gin --steps=50 --repeats=1
+    python -m scripts.bench_train --cpu_threads=cores,1  # what the pool costs
 
 For each gin file, in the same run and alternating, --repeats times:
 - ours: `python -m experiments.main` on the file (n_steps = 2 x steps, one
@@ -43,6 +44,10 @@ flags.DEFINE_integer('steps', None, 'Timed steps per run (default: 2000 for '
                      flag_values=FLAGS)
 flags.DEFINE_integer('repeats', 3, 'Runs of each side (medians reported).',
                      lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_list('cpu_threads', [], 'Also time ours with these XLA:CPU pool '
+                  'sizes (integers, or "cores" for one thread per usable '
+                  'core, the default before the pool was fixed at 2).',
+                  flag_values=FLAGS)
 flags.DEFINE_string('json', 'bench_train.json', 'Where to save the results.',
                     flag_values=FLAGS)
 flags.DEFINE_string('worker', None, 'Internal: run one side in this process '
@@ -181,10 +186,14 @@ def _worker(kind: str, gin_file: str, steps: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def ours_steps_per_second(gin_file: str, steps: int) -> float:
+def ours_steps_per_second(gin_file: str, steps: int,
+                          cpu_threads: int | None = None) -> float:
     """Steady-state steps/s that `experiments.main` logs for the second half
-    of a 2 x steps run (the first half holds the compiles)."""
+    of a 2 x steps run (the first half holds the compiles), with the file's
+    pool size or `cpu_threads`."""
     from experiments.summaries import read_scalars
+    pool = ([] if cpu_threads is None else
+            [f'--gin_param=experiments.Experiment.cpu_threads={cpu_threads}'])
     with tempfile.TemporaryDirectory() as out:
         bench_io.run_python(
             ['-m', 'experiments.main', f'--gin_file={gin_file}',
@@ -193,18 +202,38 @@ def ours_steps_per_second(gin_file: str, steps: int) -> float:
              f'--gin_param=experiments.Experiment.eval_every={steps}',
              f'--gin_param=experiments.Experiment.checkpoint_every='
              f'{2 * steps}',
-             '--gin_param=experiments.Experiment.decode_eval_every=0'],
+             '--gin_param=experiments.Experiment.decode_eval_every=0',
+             *pool],
             f'experiments.main on {gin_file}')
         logged = read_scalars(os.path.join(out, 'train'))
         return dict(logged['training/steps_per_second'])[2 * steps]
 
 
+def _pool_sizes(values: Sequence[str]) -> list[int]:
+    """--cpu_threads as integers, "cores" read as this process's usable
+    cores."""
+    from experiments import xla_cpu
+    try:
+        pools = [len(os.sched_getaffinity(0)) if v == 'cores' else int(v)
+                 for v in values]
+    except ValueError:
+        pools = [0]
+    if not all(1 <= n <= xla_cpu.MAX_THREADS for n in pools):
+        raise ConfigError(f'--cpu_threads takes integers from 1 to '
+                          f'{xla_cpu.MAX_THREADS} or "cores", got '
+                          f'{",".join(values)}')
+    return pools
+
+
 def bench_one(gin_file: str, steps: int, repeats: int,
-              matmul_rate: float) -> dict:
+              matmul_rate: float, pools: Sequence[int] = ()) -> dict:
     ours, trax, trax_ours = [], [], []
+    at_pool = {n: [] for n in pools}
     for i in range(repeats):
         print(f'  {gin_file}: run {i + 1}/{repeats}', flush=True)
         ours.append(ours_steps_per_second(gin_file, steps))
+        for n, runs in at_pool.items():
+            runs.append(ours_steps_per_second(gin_file, steps, n))
         trax.append(_worker('trax', gin_file, steps)['steps_per_second'])
         trax_ours.append(_worker('trax_our_xla', gin_file,
                                  steps)['steps_per_second'])
@@ -220,6 +249,9 @@ def bench_one(gin_file: str, steps: int, repeats: int,
             'speedup_our_xla': ours_median / same,
             'ours_runs': ours, 'trax_runs': trax,
             'trax_our_xla_runs': trax_ours,
+            'ours_at_cpu_threads': [{'cpu_threads': n, 'runs': r,
+                                     'steps_per_s': statistics.median(r)}
+                                    for n, r in at_pool.items()],
             'step_gflop': flops / 1e9,
             'ours_gflop_per_s': flops * ours_median / 1e9,
             'share_of_matmul_rate': flops * ours_median / matmul_rate}
@@ -236,6 +268,14 @@ def format_table(rows: Sequence[dict], matmul_rate: float) -> str:
               f'{r["speedup_our_xla"]:.1f}x | '
               f'{r["step_gflop"]:.4f} | {r["ours_gflop_per_s"]:.2f} | '
               f'{r["share_of_matmul_rate"]:.1%} |' for r in rows]
+    for r in rows:
+        for at in r['ours_at_cpu_threads']:
+            lines.append(f'\n{r["gin_file"]}: ours with cpu_threads = '
+                         f'{at["cpu_threads"]}: '
+                         f'{at["steps_per_s"]:,.1f} steps/s against '
+                         f'{r["ours_steps_per_s"]:,.1f} at the file\'s '
+                         f'{r["cpu_threads"]} '
+                         f'({at["steps_per_s"] / r["ours_steps_per_s"]:.2f}x)')
     lines.append(f'\nfloat32 matmul rate (2048 x 2048): '
                  f'{matmul_rate / 1e9:.1f} GFLOP/s')
     return '\n'.join(lines)
@@ -258,10 +298,11 @@ def _command(args: list[str]) -> int:
                 gin_file, steps, FLAGS.worker == 'trax')}))
         return 0
     bench_io.check_inputs(FLAGS.json, FLAGS.gin_files)
+    pools = _pool_sizes(FLAGS.cpu_threads)
     matmul_rate = matmul_flops_per_second()
     print(f'float32 matmul: {matmul_rate / 1e9:.1f} GFLOP/s', flush=True)
     rows = [bench_one(gin_file, FLAGS.steps or _default_steps(gin_file),
-                      FLAGS.repeats, matmul_rate)
+                      FLAGS.repeats, matmul_rate, pools)
             for gin_file in FLAGS.gin_files]
     print(f'\nTraining steps/s (median of {FLAGS.repeats}) on '
           f'{bench_io.machine()}:')

@@ -17,7 +17,7 @@ def _run(main, tmp_path, *flags):
 
 def test_train_benchmark(tmp_path, capsys):
     result = _run(bench_train.main, tmp_path, '--gin_files=codelab.gin',
-                  '--steps=3', '--repeats=1')
+                  '--steps=3', '--repeats=1', '--cpu_threads=2')
     assert result['matmul_flops_per_s'] > 1e8
     (row,) = result['rows']
     assert row['gin_file'] == 'codelab.gin'
@@ -29,7 +29,13 @@ def test_train_benchmark(tmp_path, capsys):
     assert row['cpu_threads'] == 1 and row['trax_our_xla_steps_per_s'] > 0
     assert row['speedup_our_xla'] == (
         row['ours_steps_per_s'] / row['trax_our_xla_steps_per_s'])
-    assert '| codelab.gin |' in capsys.readouterr().out
+    # ours again with another pool, what the fixed default costs.
+    (at_two,) = row['ours_at_cpu_threads']
+    assert at_two['cpu_threads'] == 2 and len(at_two['runs']) == 1
+    assert at_two['steps_per_s'] == at_two['runs'][0] > 0
+    out = capsys.readouterr().out
+    assert '| codelab.gin |' in out
+    assert 'codelab.gin: ours with cpu_threads = 2: ' in out
 
 
 def test_startup_benchmark(tmp_path):
@@ -61,6 +67,11 @@ def test_a_typo_is_refused_before_any_run(tmp_path, capsys):
         assert main(['prog', f'--json={tmp_path}/x.json', flag]) == 2
         err = capsys.readouterr().err
         assert err.startswith('error: ') and 'nope.gin' in err
+        assert not (tmp_path / 'x.json').exists()
+    for pools in ('--cpu_threads=zero', '--cpu_threads=0'):
+        assert bench_train.main(['prog', f'--json={tmp_path}/x.json',
+                                 pools]) == 2
+        assert '--cpu_threads takes integers' in capsys.readouterr().err
         assert not (tmp_path / 'x.json').exists()
 
 

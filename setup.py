@@ -13,7 +13,7 @@ setup(
     # works from an installed package too.
     package_data={'gin_configs': ['*.gin', 'common/*.gin', 'sweeps/*.gin']},
     install_requires=[
-        'trax==1.4.1',  # the last release; experiments/trax_bridge.py makes it
+        'trax==1.4.1',  # the last release; models/trax_bridge.py makes it
                         # run on current JAX
         'jax',
         'jaxlib',
@@ -26,7 +26,7 @@ setup(
     ],
     extras_require={
         'test': ['pytest', 'pytest-xdist', 'hypothesis'],
-        # scripts/bench_length.py's reformer-pytorch column (CPU wheel of
+        # scripts/benchmarks/length.py's reformer-pytorch column (CPU wheel of
         # torch 2.13.0 where pip finds one; PyPI's default build is CUDA's).
         'bench': ['torch==2.13.0', 'reformer-pytorch==1.4.4'],
     },

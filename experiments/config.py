@@ -17,12 +17,9 @@ import gin
 from gin import config_parser
 
 import gin_configs
+from experiments.errors import ConfigError
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(gin_configs.__file__))
-
-
-class ConfigError(Exception):
-    """A bad gin file, binding or setting; its message is meant for the user."""
 
 
 def resolve(gin_file: str) -> str:

@@ -17,13 +17,11 @@ import math
 import sys
 from typing import Sequence
 
-from experiments import trax_bridge  # noqa: F401  (must precede trax)
 from absl import flags
 from absl import logging
 import numpy as np
 
-from experiments import compile_cache, config, decoding, restore
-from scripts import cli
+from experiments import cli, compile_cache, config, decoding, errors, restore
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string('output_dir', None, 'Run directory to decode with.',
@@ -57,13 +55,13 @@ def parse_prompt(text: str, vocab_size: int) -> list[int]:
     try:
         tokens = [int(t) for t in text.replace(',', ' ').split()]
     except ValueError:
-        raise config.ConfigError(f'--prompt={text!r}: give token ids '
+        raise errors.ConfigError(f'--prompt={text!r}: give token ids '
                                  '(ints) separated by spaces') from None
     if not tokens:
-        raise config.ConfigError('--prompt is empty')
+        raise errors.ConfigError('--prompt is empty')
     bad = [t for t in tokens if not 0 <= t < vocab_size]
     if bad:
-        raise config.ConfigError(f'--prompt={text!r}: token ids must be '
+        raise errors.ConfigError(f'--prompt={text!r}: token ids must be '
                                  f'in [0, {vocab_size}), got {bad}')
     return tokens
 
@@ -104,7 +102,7 @@ def complete_prompts(restored, texts: Sequence[str], length: int | None,
     length = length or exp.task.length
     longest = max(map(len, prompts))
     if longest >= length:
-        raise config.ConfigError(
+        raise errors.ConfigError(
             f'a prompt has {longest} tokens; --length={length} leaves '
             'nothing to generate')
     padded = np.zeros((len(prompts), longest), np.int32)
@@ -126,12 +124,12 @@ def run(output_dir: str | None, *, num_examples: int = 8,
     """The whole command after flag parsing; returns the exit status."""
     logging.set_verbosity(logging.WARNING)
     if not output_dir:
-        raise config.ConfigError('give --output_dir, the run to decode with')
+        raise errors.ConfigError('give --output_dir, the run to decode with')
     if not math.isfinite(temperature):
-        raise config.ConfigError(
+        raise errors.ConfigError(
             f'--temperature must be a finite number >= 0, got {temperature}')
     if length is not None and not prompts:
-        raise config.ConfigError(
+        raise errors.ConfigError(
             '--length applies to --prompt; task examples have the task '
             "length (change it with --gin_param='tasks.<task>.length=...')")
     restored = restore.restore(output_dir, gin_params, step)

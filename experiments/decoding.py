@@ -17,13 +17,12 @@ import dataclasses
 import functools
 from typing import Any, Iterable
 
-from experiments import trax_bridge  # noqa: F401  (must precede trax)
 import jax
 import jax.numpy as jnp
 import numpy as np
-from trax import shapes
+from models.trax_bridge import shapes
 
-from experiments.config import ConfigError
+from experiments.errors import ConfigError
 from models.language_models import LanguageModel, ReformerLM, TransformerLM
 
 # trax's ShiftRight pads with 0, so the predict model starts from token 0.
@@ -36,8 +35,8 @@ _MAX_PLAIN_BUCKETS = 128
 
 
 class DecodeError(ConfigError, ValueError):
-    """A decoding request the model cannot serve; meant for the user (a
-    ValueError too, like the other settings Experiment validates)."""
+    """A decoding request the model cannot serve (a ValueError too, like the
+    other settings Experiment validates)."""
 
 
 def max_decode_length(spec: LanguageModel) -> int:

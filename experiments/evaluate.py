@@ -19,16 +19,15 @@ import re
 import sys
 from typing import Sequence
 
-from experiments import trax_bridge  # noqa: F401  (must precede trax)
 from absl import flags
 from absl import logging
 import jax
 import numpy as np
-from trax import shapes
+from models.trax_bridge import shapes
 
-from experiments import compile_cache, config, decoding, manifest, restore
+from experiments import compile_cache, config, decoding, errors, manifest, restore
 from experiments import training
-from scripts import cli
+from experiments import cli
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string('output_dir', None, 'Run directory to evaluate.',
@@ -82,7 +81,7 @@ def run(output_dir: str | None, gin_params: Sequence[str] = (),
     """The whole command after flag parsing; returns the exit status."""
     logging.set_verbosity(logging.WARNING)
     if not output_dir:
-        raise config.ConfigError('give --output_dir, the run to evaluate')
+        raise errors.ConfigError('give --output_dir, the run to evaluate')
     restored = restore.restore(output_dir, gin_params, step)
     exp = restored.experiment
     n_batches = num_batches or exp.n_eval_batches

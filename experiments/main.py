@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from experiments import config
+from experiments import config, errors
 from experiments import run_dir
 
 _GIN_FILE = flags.DEFINE_multi_string(
@@ -55,7 +55,7 @@ def run(gin_files, gin_params, output_dir=None, dry_run=False,
         output_dir = output_dir or os.path.join(
             'runs', config.experiment_name(gin_files))
         run_dir.guard(output_dir, gin.config_str(), overwrite)
-    except (config.ConfigError, run_dir.RunDirError) as e:
+    except (errors.ConfigError, run_dir.RunDirError) as e:
         return _error(str(e), 2)
     if dry_run:
         print(gin.config_str())

@@ -12,13 +12,12 @@ import dataclasses
 import os
 from typing import Any, Sequence
 
-from experiments import trax_bridge  # noqa: F401  (must precede trax)
 import gin
 import jax
 import numpy as np
-from trax import shapes
+from models.trax_bridge import shapes
 
-from experiments import checkpoints, config
+from experiments import checkpoints, config, errors
 from models.language_models import LanguageModel
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +91,13 @@ def _fits(tree, reference) -> bool:
 def restore(output_dir: str, gin_params: Sequence[str] = (),
             step: int | None = None) -> Restored:
     """Rebuilds the run in `output_dir` (replacing the global gin config);
-    raises config.ConfigError on bad input (no run, no such checkpoint, a
+    raises errors.ConfigError on bad input (no run, no such checkpoint, a
     bad or weight-changing binding)."""
     saved_config = os.path.join(output_dir, 'config.gin')
     if not os.path.isdir(output_dir):
-        raise config.ConfigError(f'no run directory {output_dir!r}')
+        raise errors.ConfigError(f'no run directory {output_dir!r}')
     if not os.path.isfile(saved_config):
-        raise config.ConfigError(f'{output_dir} has no config.gin; is it a '
+        raise errors.ConfigError(f'{output_dir} has no config.gin; is it a '
                                  'run directory written by experiments.main?')
     overrides = tuple(gin_params)
     trained = _parse(saved_config, ())
@@ -106,9 +105,9 @@ def restore(output_dir: str, gin_params: Sequence[str] = (),
     try:
         checkpoint = checkpoints.load(output_dir, step)
     except checkpoints.CheckpointError as e:
-        raise config.ConfigError(str(e)) from e
+        raise errors.ConfigError(str(e)) from e
     if checkpoint is None:
-        raise config.ConfigError(f'no checkpoint in {output_dir}; train it '
+        raise errors.ConfigError(f'no checkpoint in {output_dir}; train it '
                                  'first with experiments.main')
     try:  # the model's part of (model, loss) trees, as training saves them
         weights, state = checkpoint['weights'][0], checkpoint['state'][0]
@@ -117,10 +116,10 @@ def restore(output_dir: str, gin_params: Sequence[str] = (),
     changers = [] if weights is None else _shape_changers(
         trained.model, experiment.model, trained.task.length, weights)
     if changers == []:
-        raise config.ConfigError(f'the checkpoint in {output_dir} does '
+        raise errors.ConfigError(f'the checkpoint in {output_dir} does '
                                  'not fit the model in its config.gin')
     if changers:
-        raise config.ConfigError(
+        raise errors.ConfigError(
             ', '.join(changers) + ' changes the shapes of the trained '
             'weights; overrides may only change settings that keep them '
             '(e.g. n_hashes, n_buckets, chunk_len, attention, the task '

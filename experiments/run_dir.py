@@ -15,6 +15,8 @@ import os
 import re
 import shutil
 
+from experiments.errors import ConfigError
+
 CONFIG_FILE = 'config.gin'
 LOCK_FILE = '.lock'
 # What a training run (and scripts/convert_checkpoints.py) writes;
@@ -25,8 +27,8 @@ ARTIFACTS = (CONFIG_FILE, 'operative_config.gin', 'manifest.json',
 _MAY_CHANGE = re.compile(r'^(experiments\.)?Experiment\.n_steps\s*=')
 
 
-class RunDirError(Exception):
-    """The output directory cannot be used as asked; meant for the user."""
+class RunDirError(ConfigError):
+    """The output directory cannot be used as asked."""
 
 
 def existing_ancestor(path: str) -> str:

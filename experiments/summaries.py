@@ -9,7 +9,7 @@ import types
 
 # tensorboard's bundled TF stand-in (file access, CRCs) instead of
 # TensorFlow: writing and reading events never needs TF, whose import costs
-# 3.5 s and 0.55 GB (see experiments/trax_bridge.py).
+# 3.5 s and 0.55 GB (see models/trax_bridge.py).
 sys.modules.setdefault('tensorboard.compat.notf',
                        types.ModuleType('tensorboard.compat.notf'))
 

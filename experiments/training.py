@@ -16,18 +16,16 @@ import sys
 import time
 from typing import Callable
 
-from experiments import trax_bridge  # noqa: F401  (must precede trax)
 import gin
 import jax
 from jax import numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 import numpy as np
-import trax
-from trax import layers as tl
-from trax import shapes
+from models.trax_bridge import shapes, tl, trax
 
 from experiments import checkpoints
 from experiments import decoding
+from experiments.errors import TrainingError
 from experiments import manifest
 from experiments import run_dir
 from experiments import summaries
@@ -41,10 +39,6 @@ METRIC_NAMES = ('loss', 'accuracy', 'sequence_accuracy')
 # that the stacked batches stay small (they are copied to the device at once).
 MAX_STEPS_PER_CALL = 100
 MAX_CALL_BATCH_BYTES = 64 << 20
-
-
-class TrainingError(Exception):
-    """A run that cannot start or go on; the message is meant for the user."""
 
 
 def _metric_layers():

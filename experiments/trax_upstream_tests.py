@@ -9,7 +9,7 @@ for the layers, models, decoding and training we use on the default devices
 sharded weights, memory-efficient trainer) again on 2 CPU devices (XLA's
 forced host device count); with 1 device those paths return early.
 This module is also the pytest plugin of every run: it applies
-`experiments.trax_bridge` before collection imports trax, lets absltest-based
+`models.trax_bridge` before collection imports trax, lets absltest-based
 tests run under pytest, deselects `UPSTREAM_DESELECTED` and marks the known
 failures in `UPSTREAM_XFAILS` as strict expected failures, so a new failure
 *or* an unexpected pass fails the run.
@@ -104,7 +104,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     # Runs before collection imports any trax test module.
-    import experiments.trax_bridge  # noqa: F401
+    import models.trax_bridge  # noqa: F401
     # absltest's create_tempdir() reads --test_tmpdir; pytest never parses
     # absl flags, so take their defaults.
     from absl import flags
@@ -129,7 +129,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     import jax
     from importlib.metadata import version
     return (f'trax {version("trax")}, jax {jax.__version__} under'
-            f' experiments.trax_bridge, {jax.local_device_count()} device(s);'
+            f' models.trax_bridge, {jax.local_device_count()} device(s);'
             f' {len(UPSTREAM_XFAILS)} known failures are xfail(strict),'
             f' {len(UPSTREAM_DESELECTED)} tests deselected (see'
             ' docs/trax_bridge.md)')

@@ -68,15 +68,18 @@ import jax
 from jax import lax
 from jax.interpreters import mlir
 
+from models import jax_private
+
 
 def unroll_threefry() -> bool:
     """Registers JAX's unrolled threefry lowering for CPU from now on;
     returns False (and changes nothing) where this JAX lacks it."""
     try:
-        from jax._src.random import threefry2x32
-        primitive = threefry2x32.threefry2x32_p
-        rule = threefry2x32._threefry2x32_lowering_rule
-    except (ImportError, AttributeError):
+        primitive = jax_private.get('jax._src.random.threefry2x32',
+                                    'threefry2x32_p')
+        rule = jax_private.get('jax._src.random.threefry2x32',
+                               '_threefry2x32_lowering_rule')
+    except jax_private.MissingPrivateApi:
         logging.warning('this JAX has no unrolled threefry lowering; random '
                         'bits on CPU use its default (rolled) loop')
         return False
@@ -102,11 +105,11 @@ def standard_form_dots() -> bool:
     moves the left operand's contracted dimensions last first; returns False
     (and changes nothing) where this JAX lacks the rule it builds on."""
     try:
-        from jax._src.lax import lax as lax_internal
-        primitive = lax_internal.dot_general_p
-        default = functools.partial(lax_internal._dot_general_lower,
-                                    platform='cpu')
-    except (ImportError, AttributeError):
+        primitive = jax_private.get('jax._src.lax.lax', 'dot_general_p')
+        default = functools.partial(
+            jax_private.get('jax._src.lax.lax', '_dot_general_lower'),
+            platform='cpu')
+    except jax_private.MissingPrivateApi:
         logging.warning('this JAX has no dot_general lowering to build on; '
                         'products on CPU use its default')
         return False
@@ -155,14 +158,18 @@ MAX_THREADS = 256
 _threads_started_with = None  # what `start` started the client with
 
 
+def _backends_started() -> bool:
+    return jax_private.get('jax._src.xla_bridge',
+                           'backends_are_initialized')()
+
+
 def start(threads: int = DEFAULT_THREADS) -> None:
     """Starts JAX's CPU client with this project's settings: a pool of
     `threads` threads and elementwise loops kept rolled. Where JAX has
     already started, they cannot apply: another thread count is logged
     once, and this process keeps the pool it has (`threads()` says which)."""
     global _threads_started_with
-    from jax._src import xla_bridge
-    if xla_bridge.backends_are_initialized():
+    if _backends_started():
         if threads != pool_size():
             logging.log_first_n(
                 logging.WARNING, 'JAX started before cpu_threads=%s could '
@@ -189,8 +196,7 @@ def pool_size() -> int:
     """The XLA:CPU thread pool this process runs with (starting JAX with the
     default if nothing has): what `start` set, else what a client started
     elsewhere took from the environment, else XLA's one per usable core."""
-    from jax._src import xla_bridge
-    if not xla_bridge.backends_are_initialized():
+    if not _backends_started():
         start()
     if _threads_started_with is not None:
         return _threads_started_with

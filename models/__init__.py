@@ -1,7 +1,10 @@
-"""Model specs, registered with gin under the `models` module.
+"""Model specs, registered with gin under the `models` module, and the
+project's way to trax.
 
 Gin files select them as `models.TransformerLM` / `models.ReformerLM`; the full
 selector keeps gin from matching trax's own `trax.models.*` of the same name.
+trax_bridge is the one module that imports trax (patched for current JAX);
+jax_private lists the private JAX APIs the project uses.
 """
 import gin
 

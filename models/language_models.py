@@ -9,9 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from experiments import trax_bridge  # noqa: F401  (must precede trax)
-from trax import layers as tl
-from trax import models as trax_models
+from models.trax_bridge import tl, trax
 
 MODES = ('train', 'eval', 'predict')
 
@@ -82,7 +80,7 @@ class TransformerLM(LanguageModel):
     """trax's TransformerLM: full causal attention, residual layers."""
 
     def _build(self, mode):
-        return trax_models.TransformerLM(
+        return trax.models.TransformerLM(
             vocab_size=self.vocab_size, d_model=self.d_model, d_ff=self.d_ff,
             n_layers=self.n_layers, n_heads=self.n_heads,
             max_len=self.max_len, dropout=self.dropout, mode=mode)
@@ -158,7 +156,7 @@ class ReformerLM(LanguageModel):
 
     def _build(self, mode):
         d_head = self.d_model // self.n_heads
-        return trax_models.ReformerLM(
+        return trax.models.ReformerLM(
             vocab_size=self.vocab_size, d_model=self.d_model, d_ff=self.d_ff,
             d_attention_key=d_head, d_attention_value=d_head,
             n_layers=self.n_layers, n_heads=self.n_heads,

@@ -23,9 +23,8 @@ from typing import Sequence
 
 from absl import flags
 
-from experiments import checkpoints, run_dir
-from experiments.config import ConfigError
-from scripts import cli
+from experiments import checkpoints, cli, run_dir
+from experiments.errors import ConfigError
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string('output_dir', None, 'Run directory whose pickle '

@@ -24,12 +24,11 @@ from typing import Any
 
 from absl import flags
 
-from experiments import manifest as run_manifest
-from experiments.config import ConfigError
+from experiments import cli, manifest as run_manifest
+from experiments.errors import ConfigError
 from experiments.summaries import read_scalars
-from scripts import cli
-from scripts import sweep_dir as layout
-from scripts.sweeps import short_value
+from scripts.sweeps import layout
+from scripts.sweeps.spec import short_value
 
 FLAGS = flags.FlagValues()
 _METRIC = flags.DEFINE_string(

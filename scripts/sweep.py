@@ -9,7 +9,7 @@ r"""Runs every trial of a sweep file, here or on Cloud TPU VMs.
 Every trial is validated first (a misspelt axis stops the sweep before any
 trial starts). Trials write to <output_dir>/<trial name>, by default under
 runs/sweeps/<sweep name>; rerunning the same command skips finished trials and
-resumes the others from their checkpoints. See scripts/sweeps.py for the
+resumes the others from their checkpoints. See scripts/sweeps/spec.py for the
 sweep file format.
 
 Exit status: 0 every trial finished, 1 some failed, 2 bad input (nothing
@@ -24,10 +24,10 @@ import sys
 from absl import flags
 from absl import logging
 
-from experiments.config import ConfigError
-from scripts import cli
-from scripts import sweep_dir as layout
-from scripts import sweeps
+from experiments.errors import ConfigError
+from experiments import cli
+from scripts.sweeps import layout
+from scripts.sweeps import spec
 
 # Our own flag set: tests import this next to experiments.main, whose flags
 # share some names.
@@ -77,13 +77,13 @@ _QUEUED = flags.DEFINE_bool(
     flag_values=FLAGS)
 
 
-def _plan() -> tuple[sweeps.Sweep, list[sweeps.Trial], list[sweeps.Trial],
+def _plan() -> tuple[spec.Sweep, list[spec.Trial], list[spec.Trial],
                      str]:
     """The sweep, all its trials, those selected (validated), the sweep dir."""
     if not _GIN_FILE.value:
         raise ConfigError('give the sweep file with --gin_file')
-    sweep = sweeps.load(_GIN_FILE.value)
-    trials = selected = sweeps.expand(sweep)
+    sweep = spec.load(_GIN_FILE.value)
+    trials = selected = spec.expand(sweep)
     if _TRIAL.value:
         known = {t.name for t in trials}
         unknown = [n for n in _TRIAL.value if n not in known]
@@ -92,9 +92,9 @@ def _plan() -> tuple[sweeps.Sweep, list[sweeps.Trial], list[sweeps.Trial],
                               f'{_GIN_FILE.value}; its trials are: '
                               + ' '.join(sorted(known)))
         selected = [t for t in trials if t.name in _TRIAL.value]
-    sweeps.validate(sweep, selected)
+    spec.validate(sweep, selected)
     root = _OUTPUT_DIR.value or os.path.join(
-        'runs', 'sweeps', sweeps.sweep_name(_GIN_FILE.value))
+        'runs', 'sweeps', spec.sweep_name(_GIN_FILE.value))
     return sweep, trials, selected, root
 
 
@@ -104,35 +104,35 @@ def _print_local_plan(sweep, trials, root) -> None:
         done = layout.is_finished(layout.read_status(trial_dir))
         print(f'# {trial.name}: '
               + ('finished, skipped' if done else 'to run'))
-        print(shlex.join(['python'] + sweeps.main_args(sweep, trial,
+        print(shlex.join(['python'] + spec.main_args(sweep, trial,
                                                        trial_dir)))
     print(f'# dry run: {len(trials)} valid trial(s); would write to {root}')
 
 
-def _run_on_tpu(name: str, trials: list[sweeps.Trial], root: str) -> int:
+def _run_on_tpu(name: str, trials: list[spec.Trial], root: str) -> int:
     from experiments import config
-    from scripts import tpu_runner
-    options = tpu_runner.TpuOptions(
+    from scripts.sweeps.spec import cloud_tpu
+    options = cloud_tpu.TpuOptions(
         name=_TPU_NAME.value, zone=_ZONE.value, bucket=_BUCKET.value or '',
         project=_PROJECT.value, accelerator_type=_ACCELERATOR.value,
         runtime_version=_RUNTIME.value, num_vms=_NUM_VMS.value,
         spot=_SPOT.value, queued=_QUEUED.value)
-    commands = tpu_runner.GcloudCommands(options, name,
+    commands = cloud_tpu.GcloudCommands(options, name,
                                          config.resolve(_GIN_FILE.value))
-    return tpu_runner.TpuRunner(commands, root, _DRY_RUN.value).run(trials)
+    return cloud_tpu.TpuRunner(commands, root, _DRY_RUN.value).run(trials)
 
 
 def _command(args: list[str]) -> int:
     """The command after flag parsing; returns the exit status."""
     logging.set_verbosity(logging.WARNING)
     sweep, all_trials, trials, root = _plan()
-    name = sweeps.sweep_name(_GIN_FILE.value)
+    name = spec.sweep_name(_GIN_FILE.value)
     if _BACKEND.value == 'tpu':
         return _run_on_tpu(name, trials, root)
     if _DRY_RUN.value:
         _print_local_plan(sweep, trials, root)
         return 0
-    from scripts.local_runner import LocalRunner
+    from scripts.sweeps.local import LocalRunner
     manifest = layout.manifest(name, sweep, all_trials)
     layout.write_manifest(root, manifest)
     print(f'Sweep {name}: {len(trials)} trial(s), {_PARALLEL.value} at a '

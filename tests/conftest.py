@@ -2,7 +2,6 @@
 import os
 import tempfile
 
-import experiments.trax_bridge  # noqa: F401  (before anything imports trax)
 from experiments import compile_cache
 from experiments import xla_cpu
 import gin

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 import pytest
 
 from experiments import decode, evaluate
-from scripts import report, sweep, sweep_dir, sweeps
+from scripts import report, sweep
+from scripts.sweeps import layout, spec
 from test_bad_input import EXAMPLES, FIELDS, gin_values, identifiers
 from test_decoding import _train
 from test_sweep import _write
@@ -227,7 +228,7 @@ def test_sweep_files_with_random_lines(elsewhere, sweep_file, capsys, lines):
 @EXAMPLES
 @given(st.dictionaries(axis_names, st.lists(literals, max_size=3),
                        min_size=1, max_size=3),
-       st.one_of(st.sampled_from(sweeps.MODES), st.text(max_size=6)))
+       st.one_of(st.sampled_from(spec.MODES), st.text(max_size=6)))
 def test_random_axes_and_values(elsewhere, sweep_file, capsys, axes, mode):
     sweep_dry_run(sweep_file(repr(axes), mode=mode), [], elsewhere, capsys)
 
@@ -249,7 +250,7 @@ def test_junk_bindings_and_flags(elsewhere, sweep_file, capsys, bindings,
 STATUS = {'name': NAMES[0], 'state': 'finished', 'wall_time_s': 1.5,
           'error': None, 'attempts': 1}
 MANIFEST = json.loads(json.dumps(
-    sweep_dir.manifest('lsh', SWEEP, sweeps.expand(SWEEP))))
+    layout.manifest('lsh', SWEEP, spec.expand(SWEEP))))
 
 
 @pytest.fixture(scope='module')
@@ -258,9 +259,9 @@ def swept(tmp_path_factory):
     one trial finished, and `out`, where reports go."""
     root = tmp_path_factory.mktemp('report')
     trial = str(root / 'sweep' / NAMES[0])
-    sweep_dir.write_manifest(str(root / 'sweep'), MANIFEST)
+    layout.write_manifest(str(root / 'sweep'), MANIFEST)
     _log(trial, [0.5, 0.9], [1.0, 50.0])
-    sweep_dir.write_status(trial, STATUS)
+    layout.write_status(trial, STATUS)
     return str(root)
 
 
@@ -335,14 +336,14 @@ def test_report_on_dirs_that_are_not_sweeps(swept, elsewhere, capsys, path):
 @settings(EXAMPLES, max_examples=100)
 @given(damaged(MANIFEST))
 def test_report_on_a_corrupted_sweep_json(swept, capsys, contents):
-    with_file(os.path.join(swept, 'sweep', sweep_dir.MANIFEST), contents,
+    with_file(os.path.join(swept, 'sweep', layout.MANIFEST), contents,
               lambda: run_report([], swept, capsys))
 
 
 @SLOW
 @given(damaged(STATUS))
 def test_report_on_a_corrupted_trial_json(swept, capsys, contents):
-    with_file(os.path.join(swept, 'sweep', NAMES[0], sweep_dir.STATUS),
+    with_file(os.path.join(swept, 'sweep', NAMES[0], layout.STATUS),
               contents, lambda: run_report([], swept, capsys))
 
 
@@ -376,5 +377,5 @@ def test_anchors(trained, swept, capsys):
         status, err = run_command(command, args, trained, capsys)
         assert status == 2 and message in err, (args, err)
     named = json.dumps({**MANIFEST, 'sweep': r'$\undefined$'}).encode()
-    assert with_file(os.path.join(swept, 'sweep', sweep_dir.MANIFEST), named,
+    assert with_file(os.path.join(swept, 'sweep', layout.MANIFEST), named,
                      lambda: run_report([], swept, capsys))[0] == 0

@@ -1,12 +1,12 @@
-"""scripts/bench_length.py at a tiny size: real runs, watchdog, outputs."""
+"""scripts/benchmarks/length.py at a tiny size: real runs, watchdog, outputs."""
 import json
 import os
 
 import pytest
 
 from experiments import main as experiments_main
-from scripts import bench_length
-from scripts import bench_length_workers as workers
+from scripts.benchmarks import length as bench_length
+from scripts.benchmarks import length_workers as workers
 
 TINY = ['--d_model=16', '--d_ff=32', '--n_heads=2', '--chunk_len=16',
         '--tokens_per_interval=64', '--intervals=1', '--progress_every=5']

@@ -6,7 +6,10 @@ benchmarks by hand is for), only that they are measured and saved.
 import json
 import re
 
-from scripts import bench_solve, bench_startup, bench_train, profile_step
+from scripts.benchmarks import profile_step
+from scripts.benchmarks import solve as bench_solve
+from scripts.benchmarks import startup as bench_startup
+from scripts.benchmarks import train as bench_train
 
 
 def _run(main, tmp_path, *flags):

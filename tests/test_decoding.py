@@ -16,12 +16,11 @@ import gin
 import jax
 import numpy as np
 import pytest
-from trax import shapes
-from trax.supervised import decoding as trax_decoding
+from models.trax_bridge import shapes, trax
 
 from experiments import decode, decoding, evaluate, main, restore
 from experiments.summaries import read_scalars
-from scripts import bench_decode
+from scripts.benchmarks import decode as bench_decode
 
 LENGTH = 16
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,7 +186,7 @@ def test_a_batch_of_prompts_of_different_lengths(transformer_run):
         np.testing.assert_array_equal(row[:n], target[:n])  # prompt kept
         model.init(shapes.ShapeDtype((1, 1), np.int32))
         model.weights = restored.weights
-        theirs = trax_decoding.autoregressive_sample(
+        theirs = trax.supervised.decoding.autoregressive_sample(
             model, inputs=row[None, :n], temperature=0.0, eos_id=-1,
             max_length=LENGTH - n)
         np.testing.assert_array_equal(row[n:], theirs[0])

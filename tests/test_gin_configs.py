@@ -7,7 +7,7 @@ import gin
 import pytest
 
 from experiments import config, main
-from scripts import sweeps
+from scripts.sweeps import spec
 
 ALL_FILES = sorted(glob.glob(os.path.join(config.CONFIG_DIR, '**', '*.gin'),
                              recursive=True))
@@ -103,11 +103,11 @@ def test_shipped_sweeps_exist():
 def test_sweep_expands_and_every_trial_validates(name):
     """A sweep file is not an experiment: it names one and the axes over it.
     Every trial must build, and every axis must reach this project's code."""
-    sweep = sweeps.load(f'sweeps/{name}')
-    trials = sweeps.expand(sweep)
+    sweep = spec.load(f'sweeps/{name}')
+    trials = spec.expand(sweep)
     assert len(trials) > 1
     assert len({t.name for t in trials}) == len(trials)
-    sweeps.validate(sweep, trials)
+    spec.validate(sweep, trials)
     config.parse(sweep.base)
     for axis in sweep.axes:
         if '.' in axis:
@@ -122,9 +122,9 @@ def test_every_trial_dry_runs_as_its_command(name, tmp_path, monkeypatch,
     """Each trial's own `experiments.main` command (what the sweep runs)
     passes --dry_run: none of its bindings goes unused."""
     monkeypatch.chdir(tmp_path)
-    sweep = sweeps.load(f'sweeps/{name}')
-    for trial in sweeps.expand(sweep):
-        args = sweeps.main_args(sweep, trial, str(tmp_path / trial.name))
+    sweep = spec.load(f'sweeps/{name}')
+    for trial in spec.expand(sweep):
+        args = spec.main_args(sweep, trial, str(tmp_path / trial.name))
         gin.clear_config()
         assert main.run([a.split('=', 1)[1] for a in args
                          if a.startswith('--gin_file=')],

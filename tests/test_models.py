@@ -3,8 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import trax_bridge  # noqa: F401
-from trax import shapes
+from models.trax_bridge import shapes
 
 from models import ModelConfigError, ReformerLM, TransformerLM
 

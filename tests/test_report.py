@@ -7,9 +7,10 @@ import os
 import pytest
 
 from experiments.summaries import SummaryWriter
-from scripts import report, sweep_dir, sweeps
+from scripts import report
+from scripts.sweeps import layout, spec
 
-SWEEP = sweeps.Sweep(base='reformer_copy.gin', mode='grid', axes={
+SWEEP = spec.Sweep(base='reformer_copy.gin', mode='grid', axes={
     'models.ReformerLM.n_hashes': [1, 2],
     'models.ReformerLM.attention': ['lsh', 'full']})
 NAMES = ['n_hashes=1,attention=lsh', 'n_hashes=1,attention=full',
@@ -33,19 +34,19 @@ def _log(trial_dir, eval_accuracy, steps_per_second):
 @pytest.fixture
 def sweep_root(tmp_path):
     root = str(tmp_path / 'sweep')
-    trials = sweeps.expand(SWEEP)
+    trials = spec.expand(SWEEP)
     assert [t.name for t in trials] == NAMES
-    sweep_dir.write_manifest(root, sweep_dir.manifest('lsh', SWEEP, trials))
+    layout.write_manifest(root, layout.manifest('lsh', SWEEP, trials))
     finished, failed, running = (os.path.join(root, n) for n in NAMES[:3])
     _log(finished, [0.5, 0.9, 0.8], [1.0, 50.0, 60.0])
-    sweep_dir.write_status(finished, {'name': NAMES[0], 'state': 'finished',
+    layout.write_status(finished, {'name': NAMES[0], 'state': 'finished',
                                       'wall_time_s': 12.5, 'error': None})
     _log(failed, [0.1], [2.0])
-    sweep_dir.write_status(failed, {'name': NAMES[1], 'state': 'failed',
+    layout.write_status(failed, {'name': NAMES[1], 'state': 'failed',
                                     'wall_time_s': 3.0,
                                     'error': 'training diverged | at step 3'})
     _log(running, [0.3, 0.4], [5.0, 7.0])
-    sweep_dir.write_status(running, {'name': NAMES[2], 'state': 'running'})
+    layout.write_status(running, {'name': NAMES[2], 'state': 'running'})
     return root
 
 
@@ -109,19 +110,19 @@ def test_bad_input(sweep_root, tmp_path, capsys, args, message):
 
 def test_hparams_config_written_once_per_sweep(tmp_path):
     root = str(tmp_path)
-    trials = sweeps.expand(SWEEP)
-    data = sweep_dir.manifest('lsh', SWEEP, trials)
+    trials = spec.expand(SWEEP)
+    data = layout.manifest('lsh', SWEEP, trials)
 
     def events():
         return sorted(f for f in os.listdir(root) if f.startswith('events.'))
-    sweep_dir.write_manifest(root, data)
+    layout.write_manifest(root, data)
     first = events()
-    sweep_dir.write_manifest(root, data)  # a rerun of the same sweep
+    layout.write_manifest(root, data)  # a rerun of the same sweep
     assert events() == first and len(first) == 1
-    changed = sweep_dir.manifest('lsh', SWEEP, trials[:2])
-    sweep_dir.write_manifest(root, changed)  # the sweep file was edited
+    changed = layout.manifest('lsh', SWEEP, trials[:2])
+    layout.write_manifest(root, changed)  # the sweep file was edited
     assert len(events()) == 1 and events() != first
-    assert sweep_dir.read_manifest(root)['trials'][1]['name'] == NAMES[1]
+    assert layout.read_manifest(root)['trials'][1]['name'] == NAMES[1]
 
 
 def test_the_report_says_where_each_trial_ran(sweep_root, tmp_path):

@@ -10,18 +10,19 @@ import os
 import pytest
 
 from experiments import main as experiments_main
-from experiments.config import ConfigError
-from scripts import local_runner, sweep, sweeps
+from experiments.errors import ConfigError
+from scripts import sweep
+from scripts.sweeps import local, spec
 
 SHRINK = ['experiments.Experiment.n_steps = 4']
 
 
 def _sweep(axes, mode='grid', base='codelab.gin', bindings=SHRINK):
-    return sweeps.Sweep(base=base, axes=axes, mode=mode, bindings=bindings)
+    return spec.Sweep(base=base, axes=axes, mode=mode, bindings=bindings)
 
 
 def test_grid_is_every_combination_first_axis_slowest():
-    trials = sweeps.expand(_sweep({'models.TransformerLM.n_heads': [1, 2],
+    trials = spec.expand(_sweep({'models.TransformerLM.n_heads': [1, 2],
                                    'models.TransformerLM.d_ff': [16, 32, 64]}))
     assert [t.name for t in trials] == [
         'n_heads=1,d_ff=16', 'n_heads=1,d_ff=32', 'n_heads=1,d_ff=64',
@@ -34,7 +35,7 @@ def test_grid_is_every_combination_first_axis_slowest():
 
 
 def test_zip_takes_the_ith_value_of_every_axis():
-    trials = sweeps.expand(_sweep({'models.TransformerLM.n_heads': [1, 2, 4],
+    trials = spec.expand(_sweep({'models.TransformerLM.n_heads': [1, 2, 4],
                                    'models.TransformerLM.d_ff': [16, 32, 64]},
                                   mode='zip'))
     assert [t.name for t in trials] == ['n_heads=1,d_ff=16',
@@ -45,17 +46,17 @@ def test_zip_takes_the_ith_value_of_every_axis():
 def test_zip_may_repeat_a_value_but_not_a_trial():
     axes = {'models.TransformerLM.n_heads': [1, 2, 2],
             'models.TransformerLM.d_ff': [16, 16, 32]}
-    trials = sweeps.expand(_sweep(axes, mode='zip'))
+    trials = spec.expand(_sweep(axes, mode='zip'))
     assert [t.name for t in trials] == ['n_heads=1,d_ff=16',
                                         'n_heads=2,d_ff=16',
                                         'n_heads=2,d_ff=32']
     axes['models.TransformerLM.d_ff'] = [16, 32, 32]
     with pytest.raises(ConfigError, match="name 'n_heads=2,d_ff=32'"):
-        sweeps.expand(_sweep(axes, mode='zip'))
+        spec.expand(_sweep(axes, mode='zip'))
 
 
 def test_names_and_bindings_from_references_strings_and_floats():
-    trials = sweeps.expand(_sweep({
+    trials = spec.expand(_sweep({
         'experiments.Experiment.model': ['@models.TransformerLM()',
                                          '@models.ReformerLM()'],
         'models.ReformerLM.attention': ['lsh'],
@@ -75,7 +76,7 @@ def test_names_and_bindings_from_references_strings_and_floats():
 
 
 def test_clashing_axis_keys_grow_until_unique():
-    keys = sweeps.axis_keys(['models.TransformerLM.d_model',
+    keys = spec.axis_keys(['models.TransformerLM.d_model',
                              'models.ReformerLM.d_model', 'N_LAYERS'])
     assert keys == {'models.TransformerLM.d_model': 'TransformerLM.d_model',
                     'models.ReformerLM.d_model': 'ReformerLM.d_model',
@@ -84,7 +85,7 @@ def test_clashing_axis_keys_grow_until_unique():
 
 def test_expansion_is_deterministic():
     axes = {'models.TransformerLM.n_heads': [2, 1], 'D_MODEL': [64, 32]}
-    assert sweeps.expand(_sweep(axes)) == sweeps.expand(_sweep(axes))
+    assert spec.expand(_sweep(axes)) == spec.expand(_sweep(axes))
 
 
 @pytest.mark.parametrize('kwargs, message', [
@@ -105,7 +106,7 @@ def test_bad_sweeps_are_rejected(kwargs, message):
 
 def test_values_that_name_the_same_trial_are_rejected():
     with pytest.raises(ConfigError, match="share the name 'n_heads=1'"):
-        sweeps.expand(_sweep({'models.TransformerLM.n_heads': [1, '1']}))
+        spec.expand(_sweep({'models.TransformerLM.n_heads': [1, '1']}))
 
 
 def _write(tmp_path, axes, name='tiny.gin', mode='grid', extra=''):
@@ -128,17 +129,17 @@ def test_load_then_validate_every_trial(tmp_path):
     with pytest.raises(ConfigError, match=(
             r'tiny.gin: gin binding models.TransformerLM.d_model '
             r'\(.*tiny.gin:7\) is never used')):
-        sweeps.load(path)
-    loaded = sweeps.load(_write(tmp_path, "{'models.TransformerLM.n_heads': "
+        spec.load(path)
+    loaded = spec.load(_write(tmp_path, "{'models.TransformerLM.n_heads': "
                                           "[1, 2], 'D_MODEL': [16, 32]}"))
     assert loaded.base == ('codelab.gin',)
     assert loaded.mode == 'grid'
     assert loaded.bindings == tuple(SHRINK)
-    trials = sweeps.expand(loaded)
+    trials = spec.expand(loaded)
     assert len(trials) == 4
     with pytest.raises(ConfigError, match='trial n_heads=1,d_model=16: gin '
                        'macro D_MODEL .* is never used'):
-        sweeps.validate(loaded, trials)  # D_MODEL is bound to nothing
+        spec.validate(loaded, trials)  # D_MODEL is bound to nothing
 
 
 @pytest.mark.parametrize('axes, message', [
@@ -157,25 +158,25 @@ def test_load_then_validate_every_trial(tmp_path):
      "axis 'LENGTH' has no effect on any trial"),
 ])
 def test_validation_names_the_bad_axis_or_trial(tmp_path, axes, message):
-    loaded = sweeps.load(_write(tmp_path, axes))
+    loaded = spec.load(_write(tmp_path, axes))
     with pytest.raises(ConfigError) as raised:
-        sweeps.validate(loaded, sweeps.expand(loaded))
+        spec.validate(loaded, spec.expand(loaded))
     assert message in str(raised.value)
 
 
 def test_a_macro_axis_used_by_a_binding_is_valid(tmp_path):
-    loaded = sweeps.load(_write(
+    loaded = spec.load(_write(
         tmp_path, "{'D_MODEL': [16, 32]}",
         extra="scripts.Sweep.bindings = ['models.TransformerLM.d_model = "
               "%D_MODEL']\n"))
-    sweeps.validate(loaded, sweeps.expand(loaded))
+    spec.validate(loaded, spec.expand(loaded))
 
 
 def test_each_trial_is_a_normal_experiments_main_run(tmp_path, capsys):
-    loaded = sweeps.load(_write(tmp_path,
+    loaded = spec.load(_write(tmp_path,
                                 "{'models.TransformerLM.n_heads': [1, 2]}"))
-    trial = sweeps.expand(loaded)[1]
-    args = sweeps.main_args(loaded, trial, str(tmp_path / 'out'))
+    trial = spec.expand(loaded)[1]
+    args = spec.main_args(loaded, trial, str(tmp_path / 'out'))
     assert args[:3] == ['-m', 'experiments.main', '--gin_file=codelab.gin']
     gin_files = [a.split('=', 1)[1] for a in args if a.startswith('--gin_f')]
     params = [a.split('=', 1)[1] for a in args if a.startswith('--gin_p')]
@@ -241,7 +242,7 @@ class _Terminal(io.StringIO):
 
 def test_status_lines_in_a_log_change_only_with_the_state():
     out = io.StringIO()
-    board = local_runner.StatusBoard(['a=1', 'a=22'], out)
+    board = local.StatusBoard(['a=1', 'a=22'], out)
     board.set('a=1', 'running', '0m01s  starting')
     board.set('a=1', 'running', '0m02s  step 2/4')  # progress: no new line
     board.set('a=22', 'failed', '0m03s  boom')
@@ -252,7 +253,7 @@ def test_status_lines_in_a_log_change_only_with_the_state():
 
 def test_status_block_is_redrawn_in_place_on_a_terminal():
     out = _Terminal()
-    board = local_runner.StatusBoard(['a=1', 'a=2'], out)
+    board = local.StatusBoard(['a=1', 'a=2'], out)
     board.set('a=1', 'running', 'step 2/4')
     board.draw()
     first = out.getvalue()
@@ -271,16 +272,16 @@ def test_progress_and_error_lines_from_a_trial_log():
            '0.1250 seq_acc 0.0000 | 0.1 steps/s\n'
            'step 200/400 | train loss 0.1 acc 0.9000 | eval loss 0.2 acc '
            '0.9500 seq_acc 0.5000 | 71.5 steps/s\n')
-    assert local_runner.progress(log) == (
+    assert local.progress(log) == (
         'step 200/400 acc 0.9500 seq_acc 0.5000 71.5 steps/s')
-    assert local_runner.progress(
+    assert local.progress(
         log + 'Final eval: loss 0.1, accuracy 0.9900, sequence_accuracy '
         '0.8000\n') == 'final acc 0.9900 seq_acc 0.8000'
-    assert local_runner.progress('importing\n') == 'starting'
-    assert local_runner.error_line(
+    assert local.progress('importing\n') == 'starting'
+    assert local.error_line(
         log + 'error: training diverged: the loss is nan at step 3\n'
         'Traceback? no\n') == 'training diverged: the loss is nan at step 3'
-    assert local_runner.error_line(
+    assert local.error_line(
         'Traceback (most recent call last):\n  ...\n'
         'FileExistsError: [Errno 17] File exists\n') == (
         'FileExistsError: [Errno 17] File exists')

@@ -21,8 +21,9 @@ import pytest
 from experiments import checkpoints
 from experiments import main as experiments_main
 from experiments.summaries import read_scalars
-from scripts import report, sweep, sweep_dir, sweeps
-from scripts.local_runner import LocalRunner
+from scripts import report, sweep
+from scripts.sweeps import layout, spec
+from scripts.sweeps.local import LocalRunner
 
 TINY = """# Two tiny TransformerLMs on copy (tests only).
 import scripts.sweeps
@@ -56,7 +57,7 @@ def _sweep(*args):
 
 
 def _status(root, name):
-    return sweep_dir.read_status(os.path.join(root, name))
+    return layout.read_status(os.path.join(root, name))
 
 
 @pytest.fixture(scope='module')
@@ -67,8 +68,8 @@ def tiny(tmp_path_factory):
     root = str(base / 'runs')
     args = [f'--gin_file={sweep_file}', f'--output_dir={root}', '--parallel=2']
 
-    loaded = sweeps.load(str(sweep_file))
-    trial_a = next(t for t in sweeps.expand(loaded) if t.name == A)
+    loaded = spec.load(str(sweep_file))
+    trial_a = next(t for t in spec.expand(loaded) if t.name == A)
     killed = list(trial_a.bindings) + ['experiments.Experiment.n_steps = 2']
     with contextlib.redirect_stdout(io.StringIO()):
         assert experiments_main.run(['codelab.gin'], killed,
@@ -104,13 +105,13 @@ def test_rerun_skips_finished_trials_and_retries_failed_ones(tiny):
     assert a['attempts'] == 1 and b['attempts'] == 2
     assert b['state'] == 'finished' and b['error'] is None
     assert b['wall_time_s'] > tiny['after_first'][B]['wall_time_s']
-    with open(os.path.join(tiny['root'], A, sweep_dir.LOG)) as f:
+    with open(os.path.join(tiny['root'], A, layout.LOG)) as f:
         assert f.read().count('# attempt') == 1
 
 
 def test_unfinished_trial_resumed_from_its_checkpoint(tiny):
     trial = os.path.join(tiny['root'], A)
-    with open(os.path.join(trial, sweep_dir.LOG)) as f:
+    with open(os.path.join(trial, layout.LOG)) as f:
         log = f.read()
     assert 'Resuming from the checkpoint at step 2 (last start: ' in log
     assert 'step 2/4' not in log and 'step 4/4' in log
@@ -218,14 +219,14 @@ def test_ctrl_c_stops_trials_cleanly_and_they_resume(tmp_path):
     sweep_file = tmp_path / 'long.gin'
     sweep_file.write_text(TINY.format(n_steps=10**6).replace(
         "[16, 32]", "[16]").replace("[1, 2]", "[1]"))
-    loaded = sweeps.load(str(sweep_file))
-    trials = sweeps.expand(loaded)
+    loaded = spec.load(str(sweep_file))
+    trials = spec.expand(loaded)
     root = str(tmp_path / 'runs')
-    manifest = sweep_dir.manifest('long', loaded, trials)
-    sweep_dir.write_manifest(root, manifest)
+    manifest = layout.manifest('long', loaded, trials)
+    layout.write_manifest(root, manifest)
     printed = io.StringIO()
     runner = LocalRunner(loaded, manifest, root, out=printed)
-    log = os.path.join(root, A, sweep_dir.LOG)
+    log = os.path.join(root, A, layout.LOG)
     trained, returned = threading.Event(), threading.Event()
 
     def press_ctrl_c_once_training():

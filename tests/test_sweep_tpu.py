@@ -15,7 +15,8 @@ import tarfile
 
 import pytest
 
-from scripts import sweep, tpu_runner
+from scripts import sweep
+from scripts.sweeps import cloud_tpu
 
 FAKE_GCLOUD = r'''#!{python}
 import json, os, shutil, sys
@@ -196,5 +197,5 @@ def test_finished_names_reads_concatenated_status_files():
             '{\n "name": "b",\n "state": "running"\n}\n'
             'WARNING: {not json} from gcloud\n'
             '{"name": "c", "state": "finished"}')
-    assert tpu_runner.finished_names(text) == {'a', 'c'}
-    assert tpu_runner.finished_names('') == set()
+    assert cloud_tpu.finished_names(text) == {'a', 'c'}
+    assert cloud_tpu.finished_names('') == set()

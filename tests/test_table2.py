@@ -1,4 +1,4 @@
-"""scripts.table2 end to end at a tiny size, then rerun, then bad input.
+"""scripts.paper.table2 end to end at a tiny size, then rerun, then bad input.
 
 One module-scoped run: the shipped Table 2 sweep's four models (its base
 experiment and axes) shrunk to d_model 16 and length 16 and trained 2 steps,
@@ -18,7 +18,8 @@ import re
 import pytest
 
 from experiments import main as experiments_main
-from scripts import sweep_dir, sweeps, table2
+from scripts.paper import table2
+from scripts.sweeps import layout, spec
 
 SHRINK = [
     'models.ReformerLM.d_model = 16', 'models.ReformerLM.d_ff = 16',
@@ -46,25 +47,25 @@ def _sweep_file(path, axes, base='reformer_copy_table2.gin', bindings=()):
 def _table2(*args):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = table2.main(['scripts.table2', *args])
+        status = table2.main(['scripts.paper.table2', *args])
     return status, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     base = tmp_path_factory.mktemp('table2')
-    shipped = sweeps.load('sweeps/reformer_table2.gin')
+    shipped = spec.load('sweeps/reformer_table2.gin')
     sweep_file = _sweep_file(base / 'tiny.gin',
                              {k: list(v) for k, v in shipped.axes.items()})
     root = str(base / 'runs')
-    loaded = sweeps.load(sweep_file)
-    for trial in sweeps.expand(loaded)[:3]:
+    loaded = spec.load(sweep_file)
+    for trial in spec.expand(loaded)[:3]:
         trial_dir = os.path.join(root, trial.name)
         with contextlib.redirect_stdout(io.StringIO()):
             assert experiments_main.run(list(loaded.base),
                                         list(trial.bindings), trial_dir) == 0
-        sweep_dir.write_status(trial_dir, {'name': trial.name,
-                                           'state': sweep_dir.FINISHED})
+        layout.write_status(trial_dir, {'name': trial.name,
+                                           'state': layout.FINISHED})
     args = [f'--gin_file={sweep_file}', f'--output_dir={root}',
             '--parallel=2', *EVAL]
     first = _table2(*args)
@@ -87,7 +88,7 @@ def test_the_run_trains_evaluates_and_writes_the_tables(tiny):
     assert status == 0, err
     assert 'Sweep tiny: 4 trial(s), 2 at a time' in out
     assert out.count('finished earlier') == 3
-    assert sweep_dir.is_finished(sweep_dir.read_status(
+    assert layout.is_finished(layout.read_status(
         os.path.join(root, 'attention=lsh,n_hashes=1')))
     evaluations = re.findall(r'^\[ *\d+/20\] trained with (.+?), evaluated '
                              r'with (\S+): accuracy', out, re.M)

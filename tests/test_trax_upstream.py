@@ -1,4 +1,4 @@
-"""experiments.trax_bridge: quick checks in-process, trax's own tests in a
+"""models.trax_bridge: quick checks in-process, trax's own tests in a
 subprocess (`python -m experiments.trax_upstream_tests`)."""
 import functools
 import os
@@ -6,17 +6,15 @@ import subprocess
 import sys
 import textwrap
 
-import experiments.trax_bridge as trax_bridge  # before trax
+from models import trax_bridge
+from models.trax_bridge import shapes, tl, trax
 from experiments import trax_upstream_tests
 import jax
 import numpy as np
 import pytest
 
-import trax
-from trax import fastmath
-from trax import layers as tl
-from trax import shapes
-from trax.supervised import decoding
+fastmath = trax.fastmath
+decoding = trax.supervised.decoding
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,7 +55,8 @@ def test_training_and_decoding_never_import_tensorflow(tmp_path):
     none of it."""
     script = textwrap.dedent(f'''
         import sys
-        from experiments import decode, main, trax_bridge
+        from experiments import decode, main
+        from models import trax_bridge
         assert not trax_bridge.tensorflow_loaded()
         steps = ['experiments.Experiment.n_steps = 2',
                  'experiments.Experiment.eval_every = 2',
@@ -80,7 +79,7 @@ def test_tensorflow_loads_when_first_used(tmp_path):
     backend, trax.AsKeras and trax.jaxboard."""
     script = textwrap.dedent(f'''
         import os
-        from experiments import trax_bridge
+        from models import trax_bridge
         import numpy as np
         import trax
         from trax import layers as tl, shapes
@@ -138,7 +137,7 @@ def test_reformer_lsh_decodes_in_predict_mode():
 
 
 _TWO_DEVICE_SCRIPT = textwrap.dedent('''
-    import experiments.trax_bridge
+    import models.trax_bridge
     import sys
     import jax, numpy as np, trax
     from trax import layers as tl, optimizers, shapes

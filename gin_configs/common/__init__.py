@@ -1,0 +1,1 @@
+"""Defaults the experiment files include: the training loop (training.gin), each model family and each task."""

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 from absl import flags
 
-from experiments.config import ConfigError
+from experiments.errors import ConfigError
 
 
 def run(flag_values: flags.FlagValues, argv: Sequence[str], doc: str,

@@ -1,8 +1,8 @@
 r"""Where a training step's time goes on CPU: XLA's kernels, timed by JAX's
 profiler.
 
-    python -m scripts.profile_step --gin_file=codelab.gin
-    python -m scripts.profile_step --gin_file=reformer_copy.gin --calls=2 \
+    python -m scripts.benchmarks.profile_step --gin_file=codelab.gin
+    python -m scripts.benchmarks.profile_step --gin_file=reformer_copy.gin --calls=2 \
         --top=30 --gin_param='models.ReformerLM.n_hashes = 4'
 
 Builds the experiment's training run (as `experiments.main` does, in a
@@ -25,9 +25,8 @@ from typing import Sequence
 
 from absl import flags
 
-from experiments import config
-from experiments.config import ConfigError
-from scripts import cli
+from experiments import cli, config
+from experiments.errors import ConfigError
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string('gin_file', None, 'The experiment to profile.',

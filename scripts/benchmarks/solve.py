@@ -1,8 +1,8 @@
 r"""Time to solve: steps and wall time until each shipped experiment first
 reaches 0.99 eval accuracy.
 
-    python -m scripts.bench_solve                        # every experiment
-    python -m scripts.bench_solve --gin_files=codelab.gin --eval_every=50
+    python -m scripts.benchmarks.solve                        # every experiment
+    python -m scripts.benchmarks.solve --gin_files=codelab.gin --eval_every=50
 
 Runs `python -m experiments.main` on each file as shipped, except that it
 evaluates every --eval_every steps (finer than the files' own cadence, so the
@@ -23,9 +23,8 @@ from typing import Sequence
 
 from absl import flags
 
-from experiments import compile_cache
-from scripts import bench_io
-from scripts import cli
+from experiments import cli, compile_cache
+from scripts.benchmarks import common
 
 EXPERIMENTS = ['codelab.gin', 'transformer_copy.gin',
                'transformer_reversal.gin', 'reformer_copy.gin',
@@ -91,14 +90,14 @@ def format_table(rows: Sequence[dict], target: float) -> str:
 
 
 def _command(args: list[str]) -> int:
-    bench_io.check_inputs(FLAGS.json, FLAGS.gin_files)
+    common.check_inputs(FLAGS.json, FLAGS.gin_files)
     rows = []
     for gin_file in FLAGS.gin_files:
         print(f'  {gin_file} ...', flush=True)
         rows.append(time_to_solve(gin_file, FLAGS.eval_every, FLAGS.target))
-    print(f'\nTime to {FLAGS.target} eval accuracy on {bench_io.machine()}:')
+    print(f'\nTime to {FLAGS.target} eval accuracy on {common.machine()}:')
     print(format_table(rows, FLAGS.target))
-    bench_io.save_json(FLAGS.json, {'eval_every': FLAGS.eval_every,
+    common.save_json(FLAGS.json, {'eval_every': FLAGS.eval_every,
                                     'target': FLAGS.target, 'rows': rows})
     return 0
 

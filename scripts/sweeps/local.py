@@ -19,8 +19,8 @@ import sys
 import time
 from typing import Sequence, TextIO
 
-from scripts import sweep_dir as layout
-from scripts.sweeps import Sweep, Trial, main_args
+from scripts.sweeps import layout
+from scripts.sweeps.spec import Sweep, Trial, main_args
 
 # experiments.main's progress line, e.g.
 # step 200/600 | train loss .. | eval loss 0.1 acc 0.97 seq_acc 0.5 | 3 steps/s

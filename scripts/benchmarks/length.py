@@ -1,7 +1,7 @@
 r"""Training cost against sequence length: ReformerLM vs TransformerLM.
 
-    python -m scripts.bench_length          # 1K to 64K tokens, all models
-    python -m scripts.bench_length --lengths=1024,4096 \
+    python -m scripts.benchmarks.length          # 1K to 64K tokens, all models
+    python -m scripts.benchmarks.length --lengths=1024,4096 \
         --models=reformer,transformer --json=runs/benchmarks/length.json
 
 Trains each model at each length (batch --batch_size, the copy task) for a
@@ -56,13 +56,13 @@ from typing import Callable, Sequence
 
 from absl import flags
 
-from experiments import compile_cache
-from experiments.config import ConfigError
-from scripts import bench_length_workers as workers
-from scripts import cli
+from experiments import cli, compile_cache
+from experiments.errors import ConfigError
+from scripts.benchmarks import length_workers as workers
 
 GB = 1e9
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 BENCH_EXTRA = "pip install -c constraints.txt -e '.[bench]'"
 
 
@@ -310,7 +310,7 @@ def point_command(model: Model, s: Settings, length: int, steps: int,
                     model, s, length, steps, n_intervals)])
     cfg = dict(dataclasses.asdict(s), length=length, interval_steps=steps,
                intervals=n_intervals, ff_chunk_size=ff_chunk(s, length))
-    return [sys.executable, '-m', 'scripts.bench_length_workers',
+    return [sys.executable, '-m', 'scripts.benchmarks.length_workers',
             model.runner, json.dumps(cfg)]
 
 
@@ -529,7 +529,7 @@ def describe(s: Settings) -> str:
 def command_line() -> str:
     """The command that reproduces this run, with the flags it was given."""
     given = [FLAGS[name].serialize() for name in FLAGS if FLAGS[name].present]
-    return ' '.join(['python -m scripts.bench_length'] + given)
+    return ' '.join(['python -m scripts.benchmarks.length'] + given)
 
 
 def _command(args: list[str]) -> int:

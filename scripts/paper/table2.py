@@ -1,7 +1,7 @@
 r"""The Reformer paper's duplication experiment (its Table 2), end to end.
 
-    python -m scripts.table2
-    python -m scripts.table2 --parallel=1 --eval_batches=16
+    python -m scripts.paper.table2
+    python -m scripts.paper.table2 --parallel=1 --eval_batches=16
 
 Kitaev et al. (2020), section 5, train 1-layer models on "0 w 0 w" with full
 attention and with LSH attention of 4, 2 and 1 hashes, and evaluate each
@@ -35,9 +35,11 @@ from absl import logging
 import gin
 
 from experiments import checkpoints, compile_cache, config, evaluate, restore
-from experiments.config import ConfigError
+from experiments.errors import ConfigError
 from models.language_models import ReformerLM
-from scripts import cli, sweep, sweeps
+from experiments import cli
+from scripts import sweep
+from scripts.sweeps import spec
 
 FLAGS = flags.FlagValues()
 _GIN_FILE = flags.DEFINE_string(
@@ -98,9 +100,9 @@ def plan_rows(sweep_file: str) -> list[Row]:
     """One row per trial of the sweep; raises ConfigError unless every trial
     builds a ReformerLM (whose attention can be switched) with its own
     label."""
-    loaded = sweeps.load(sweep_file)
+    loaded = spec.load(sweep_file)
     rows = []
-    for trial in sweeps.expand(loaded):
+    for trial in spec.expand(loaded):
         gin.clear_config()
         try:
             config.parse(loaded.base, trial.bindings)
@@ -278,7 +280,7 @@ def _command(args: list[str]) -> int:
     started = time.time()
     gin_file = _GIN_FILE.value
     root = _OUTPUT_DIR.value or os.path.join(
-        'runs', 'sweeps', sweeps.sweep_name(gin_file))
+        'runs', 'sweeps', spec.sweep_name(gin_file))
     rows = plan_rows(gin_file)
     print(f'Table 2: {len(rows)} model(s) ({", ".join(r.label for r in rows)})'
           f' x {len(COLUMNS)} evaluation settings, in {root}', flush=True)
@@ -298,7 +300,7 @@ def _command(args: list[str]) -> int:
     write_markdown(paths[0], found, _about(rows, n_examples))
     write_csv(paths[1], found)
     write_heatmaps(paths[2], found, f'Reformer Table 2 at CPU scale '
-                   f'({sweeps.sweep_name(gin_file)})')
+                   f'({spec.sweep_name(gin_file)})')
     with open(paths[0]) as f:
         print(f.read())
     print(f'Wrote {", ".join(paths)} ({(time.time() - started) / 60:.1f} '

@@ -21,9 +21,9 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
-from experiments.config import ConfigError
+from experiments.errors import ConfigError
 from experiments.summaries import SummaryWriter
-from scripts.sweeps import MODES, Sweep, Trial, axis_keys, short_value
+from scripts.sweeps.spec import MODES, Sweep, Trial, axis_keys, short_value
 
 MANIFEST = 'sweep.json'
 STATUS = 'trial.json'

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import gin
 
 from experiments import config
-from experiments.config import ConfigError
+from experiments.errors import ConfigError
 
 MODES = ('grid', 'zip')
 

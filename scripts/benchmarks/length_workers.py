@@ -1,7 +1,7 @@
-r"""The two outside baselines of scripts/bench_length.py, one per process.
+r"""The two outside baselines of scripts/benchmarks/length.py, one per process.
 
-    python -m scripts.bench_length_workers trax '{"length": 1024, ...}'
-    python -m scripts.bench_length_workers pytorch '{"length": 1024, ...}'
+    python -m scripts.benchmarks.length_workers trax '{"length": 1024, ...}'
+    python -m scripts.benchmarks.length_workers pytorch '{"length": 1024, ...}'
 
 `trax` trains `trax.models.ReformerLM` with trax's own `Trainer` (the model
 this project's ReformerLM builds, without this project's training loop);
@@ -34,13 +34,10 @@ def _task(cfg: dict) -> SequenceTask:
 
 def trax_step(cfg: dict) -> Callable[[int], object]:
     """One training step of raw trax: step number -> loss (maybe pending)."""
-    from experiments import trax_bridge  # noqa: F401  (trax on current JAX)
     import functools
 
     import jax
-    import trax
-    from trax import layers as tl
-    from trax import shapes
+    from models.trax_bridge import shapes, tl, trax
 
     task = _task(cfg)
     d_head = cfg['d_model'] // cfg['n_heads']

@@ -1,10 +1,11 @@
-"""Bridge trax 1.4.1 to current JAX (0.10.x): import this before `trax`.
+"""Bridge trax 1.4.1 to current JAX (0.10.x); the project's one way to trax.
 
-    import experiments.trax_bridge  # noqa: F401  (before any `import trax`)
+    from models.trax_bridge import shapes, tl, trax
 
-Importing imports jax, patches it, imports trax (TensorFlow waits until
-something uses it) and patches trax; `apply()`
-runs once at import and is idempotent. Each patch is one short function
+No other module imports trax (tests/test_architecture.py checks it), so none
+can reach trax unpatched. Importing this imports jax, patches it, imports trax
+(TensorFlow waits until something uses it) and patches trax; `apply()` runs
+once at import and is idempotent. Each patch is one short function
 below whose first comment names the symptom it fixes (docs/trax_bridge.md
 lists them). Patches replace module attributes of jax/trax in memory, never
 files on disk, and restore trax-era behaviour. trax's own tests run under
@@ -30,6 +31,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+
+from models import jax_private  # noqa: E402
 
 _APPLIED = False
 
@@ -80,9 +83,8 @@ def _jax_config_module() -> None:
 def _jax_lib_modules() -> None:
     # Symptom: `python -m trax.trainer` -> No module named
     # 'jax.lib.xla_extension'; trainer.py also reaches jax.lib.xla_bridge.
-    import jaxlib._jax
     import jax.extend.backend
-    for name, mod in (('xla_extension', jaxlib._jax),
+    for name, mod in (('xla_extension', jax_private.get('jaxlib._jax')),
                       ('xla_bridge', jax.extend.backend)):
         sys.modules.setdefault('jax.lib.' + name, mod)
         if not hasattr(jax.lib, name):
@@ -471,3 +473,8 @@ def apply() -> None:
 
 
 apply()
+
+# What the rest of the project uses of trax, patched.
+import trax  # noqa: E402
+tl = trax.layers
+shapes = trax.shapes

@@ -1,7 +1,7 @@
 r"""Decoding throughput: our compiled loop vs trax's autoregressive_sample.
 
-    python -m scripts.bench_decode                      # lengths 64, 256, 1024
-    python -m scripts.bench_decode --lengths=16 --d_model=16 --batch_size=2
+    python -m scripts.benchmarks.decode                      # lengths 64, 256, 1024
+    python -m scripts.benchmarks.decode --lengths=16 --d_model=16 --batch_size=2
 
 For TransformerLM and ReformerLM (LSH) with the same seeded random weights,
 each decoder completes a batch of random prompts (the first half of each
@@ -21,18 +21,14 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from experiments import trax_bridge  # noqa: F401  (must precede trax)
 from absl import flags
 import jax
 import numpy as np
-from trax import layers as tl
-from trax import shapes
-from trax.supervised import decoding as trax_decoding
+from models.trax_bridge import shapes, tl, trax
 
-from experiments import decoding
-from experiments.config import ConfigError
-from scripts import bench_io
-from scripts import cli
+from experiments import cli, decoding
+from experiments.errors import ConfigError
+from scripts.benchmarks import common
 from models.language_models import LanguageModel, ReformerLM, TransformerLM
 
 FLAGS = flags.FlagValues()
@@ -104,7 +100,7 @@ def bench_one(spec: LanguageModel, length: int, batch_size: int,
 
         def sample():
             accelerated.state = empty  # the cache the previous call filled
-            return trax_decoding.autoregressive_sample(
+            return trax.supervised.decoding.autoregressive_sample(
                 accelerated, inputs=prompts, batch_size=batch_size,
                 temperature=0.0, eos_id=-1, max_length=length - prompt_len,
                 accelerate=False)
@@ -146,13 +142,13 @@ def _command(args: list[str]) -> int:
     except ValueError:
         raise ConfigError(f'--lengths must be ints, got '
                                   f'{",".join(FLAGS.lengths)}') from None
-    bench_io.check_inputs(FLAGS.json)
-    common = dict(vocab_size=FLAGS.vocab_size, d_model=FLAGS.d_model,
-                  d_ff=2 * FLAGS.d_model, n_layers=FLAGS.n_layers,
-                  n_heads=FLAGS.n_heads, max_len=FLAGS.max_len)
+    common.check_inputs(FLAGS.json)
+    sizes = dict(vocab_size=FLAGS.vocab_size, d_model=FLAGS.d_model,
+                 d_ff=2 * FLAGS.d_model, n_layers=FLAGS.n_layers,
+                 n_heads=FLAGS.n_heads, max_len=FLAGS.max_len)
     try:
-        specs = [TransformerLM(**common),
-                 ReformerLM(**common, chunk_len=FLAGS.chunk_len,
+        specs = [TransformerLM(**sizes),
+                 ReformerLM(**sizes, chunk_len=FLAGS.chunk_len,
                             n_hashes=FLAGS.n_hashes)]
     except ValueError as e:
         raise ConfigError(str(e)) from None
@@ -163,10 +159,10 @@ def _command(args: list[str]) -> int:
             rows.append(bench_one(spec, length, FLAGS.batch_size,
                                   FLAGS.repeats, FLAGS.seed))
             print(format_table(rows[-1:]).splitlines()[-1], flush=True)
-    print(f'\nGreedy decoding, generated tokens/s on {bench_io.machine()}:')
+    print(f'\nGreedy decoding, generated tokens/s on {common.machine()}:')
     print(format_table(rows))
-    bench_io.save_json(FLAGS.json, {
-        'settings': {**common, 'chunk_len': FLAGS.chunk_len,
+    common.save_json(FLAGS.json, {
+        'settings': {**sizes, 'chunk_len': FLAGS.chunk_len,
                      'n_hashes': FLAGS.n_hashes, 'repeats': FLAGS.repeats},
         'rows': rows})
     return 0

@@ -9,7 +9,7 @@ import platform
 import subprocess
 import sys
 
-from experiments.config import ConfigError
+from experiments.errors import ConfigError
 
 
 def check_inputs(json_path: str, gin_files=()) -> None:

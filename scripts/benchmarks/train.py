@@ -1,8 +1,8 @@
 r"""Training throughput: `experiments.main` against trax's own Trainer.
 
-    python -m scripts.bench_train                        # codelab, reformer_copy
-    python -m scripts.bench_train --gin_files=codelab.gin --steps=50 --repeats=1
-    python -m scripts.bench_train --cpu_threads=cores,1  # what the pool costs
+    python -m scripts.benchmarks.train                        # codelab, reformer_copy
+    python -m scripts.benchmarks.train --gin_files=codelab.gin --steps=50 --repeats=1
+    python -m scripts.benchmarks.train --cpu_threads=cores,1  # what the pool costs
 
 For each gin file, in the same run and alternating, --repeats times:
 - ours: `python -m experiments.main` on the file (n_steps = 2 x steps, one
@@ -32,9 +32,9 @@ from typing import Sequence
 
 from absl import flags
 
-from experiments.config import ConfigError
-from scripts import bench_io
-from scripts import cli
+from experiments.errors import ConfigError
+from scripts.benchmarks import common
+from experiments import cli
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_list('gin_files', ['codelab.gin', 'reformer_copy.gin'],
@@ -95,9 +95,8 @@ def _cpu_threads(gin_file: str) -> int:
 def _model_and_optimizer(experiment):
     """The model with its loss, initialised, and its optimizer, as trax's
     training loop builds them."""
-    from trax import layers as tl
-    from trax import shapes
     import jax
+    from models.trax_bridge import shapes, tl
     model_with_loss = tl.Serial(experiment.model('train'),
                                 tl.WeightedCategoryCrossEntropy())
     model_with_loss.init(shapes.signature(experiment.task.batch('train', 0)),
@@ -111,9 +110,8 @@ def trax_steps_per_second(gin_file: str, steps: int,
                           xla_defaults: bool = True) -> float:
     """Steady-state steps/s of trax's Trainer on the experiment, with
     XLA:CPU's defaults or with this project's settings."""
-    from experiments import trax_bridge  # noqa: F401  (must precede trax)
     import jax
-    import trax
+    from models.trax_bridge import trax
     experiment = _experiment(gin_file, xla_defaults)
     model_with_loss, optimizer = _model_and_optimizer(experiment)
     trainer = trax.optimizers.Trainer(model_with_loss, optimizer, n_devices=1)
@@ -139,7 +137,6 @@ def trax_steps_per_second(gin_file: str, steps: int,
 def step_flops(gin_file: str) -> float:
     """Floating-point operations of one training step (forward, backward and
     optimizer update), from XLA's cost analysis of the compiled step."""
-    from experiments import trax_bridge  # noqa: F401  (must precede trax)
     import jax
     experiment = _experiment(gin_file)
     model_with_loss, optimizer = _model_and_optimizer(experiment)
@@ -179,8 +176,8 @@ WORKERS = ('trax', 'trax_our_xla', 'flops')
 
 
 def _worker(kind: str, gin_file: str, steps: int) -> dict:
-    result = bench_io.run_python(
-        ['-m', 'scripts.bench_train', f'--worker={kind}',
+    result = common.run_python(
+        ['-m', 'scripts.benchmarks.train', f'--worker={kind}',
          f'--gin_files={gin_file}', f'--steps={steps}'],
         f'{kind} worker on {gin_file}')
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -195,7 +192,7 @@ def ours_steps_per_second(gin_file: str, steps: int,
     pool = ([] if cpu_threads is None else
             [f'--gin_param=experiments.Experiment.cpu_threads={cpu_threads}'])
     with tempfile.TemporaryDirectory() as out:
-        bench_io.run_python(
+        common.run_python(
             ['-m', 'experiments.main', f'--gin_file={gin_file}',
              f'--output_dir={out}',
              f'--gin_param=experiments.Experiment.n_steps={2 * steps}',
@@ -268,14 +265,14 @@ def format_table(rows: Sequence[dict], matmul_rate: float) -> str:
               f'{r["speedup_our_xla"]:.1f}x | '
               f'{r["step_gflop"]:.4f} | {r["ours_gflop_per_s"]:.2f} | '
               f'{r["share_of_matmul_rate"]:.1%} |' for r in rows]
-    for r in rows:
-        for at in r['ours_at_cpu_threads']:
-            lines.append(f'\n{r["gin_file"]}: ours with cpu_threads = '
-                         f'{at["cpu_threads"]}: '
-                         f'{at["steps_per_s"]:,.1f} steps/s against '
-                         f'{r["ours_steps_per_s"]:,.1f} at the file\'s '
-                         f'{r["cpu_threads"]} '
-                         f'({at["steps_per_s"] / r["ours_steps_per_s"]:.2f}x)')
+    pools = [(r, at) for r in rows for at in r['ours_at_cpu_threads']]
+    if pools:
+        lines.append('')
+    lines += [f'{r["gin_file"]}: ours with cpu_threads = {at["cpu_threads"]}: '
+              f'{at["steps_per_s"]:,.1f} steps/s against '
+              f'{r["ours_steps_per_s"]:,.1f} at the file\'s {r["cpu_threads"]} '
+              f'({at["steps_per_s"] / r["ours_steps_per_s"]:.2f}x)'
+              for r, at in pools]
     lines.append(f'\nfloat32 matmul rate (2048 x 2048): '
                  f'{matmul_rate / 1e9:.1f} GFLOP/s')
     return '\n'.join(lines)
@@ -297,7 +294,7 @@ def _command(args: list[str]) -> int:
             print(json.dumps({'steps_per_second': trax_steps_per_second(
                 gin_file, steps, FLAGS.worker == 'trax')}))
         return 0
-    bench_io.check_inputs(FLAGS.json, FLAGS.gin_files)
+    common.check_inputs(FLAGS.json, FLAGS.gin_files)
     pools = _pool_sizes(FLAGS.cpu_threads)
     matmul_rate = matmul_flops_per_second()
     print(f'float32 matmul: {matmul_rate / 1e9:.1f} GFLOP/s', flush=True)
@@ -305,9 +302,9 @@ def _command(args: list[str]) -> int:
                       FLAGS.repeats, matmul_rate, pools)
             for gin_file in FLAGS.gin_files]
     print(f'\nTraining steps/s (median of {FLAGS.repeats}) on '
-          f'{bench_io.machine()}:')
+          f'{common.machine()}:')
     print(format_table(rows, matmul_rate))
-    bench_io.save_json(FLAGS.json, {'matmul_flops_per_s': matmul_rate,
+    common.save_json(FLAGS.json, {'matmul_flops_per_s': matmul_rate,
                                     'repeats': FLAGS.repeats, 'rows': rows})
     return 0
 

@@ -1,11 +1,11 @@
 r"""Start-up time: from the command to the first training step, with and
 without JAX's persistent compilation cache.
 
-    python -m scripts.bench_startup                      # reformer_copy.gin
-    python -m scripts.bench_startup --gin_file=codelab.gin --json=startup.json
+    python -m scripts.benchmarks.startup                      # reformer_copy.gin
+    python -m scripts.benchmarks.startup --gin_file=codelab.gin --json=startup.json
 
 Times, each in a fresh process and a fresh output directory:
-- `import trax` alone, and through experiments.trax_bridge as every
+- `import trax` alone, and through models.trax_bridge as every
   command imports it (the floor);
 - `experiments.main` running one step (one eval batch, one checkpoint), first
   with an empty cache, then again with the cache it filled, then with the
@@ -26,9 +26,8 @@ from typing import Sequence
 
 from absl import flags
 
-from experiments import compile_cache
-from scripts import bench_io
-from scripts import cli
+from experiments import cli, compile_cache
+from scripts.benchmarks import common
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string('gin_file', 'reformer_copy.gin', 'Experiment to start.',
@@ -47,7 +46,7 @@ def _timed(args: list[str], cache_dir: str) -> float:
     """Wall seconds of `python args` with the compilation cache in
     cache_dir ('' = off)."""
     start = time.perf_counter()
-    bench_io.run_python(args, env={**os.environ, compile_cache.ENV: cache_dir})
+    common.run_python(args, env={**os.environ, compile_cache.ENV: cache_dir})
     return time.perf_counter() - start
 
 
@@ -81,7 +80,7 @@ def measure(gin_file: str, sweep: bool) -> dict:
         print('timing import trax, alone and through the bridge', flush=True)
         result = {'import_trax_s': _timed(['-c', 'import trax'], ''),
                   'import_bridged_trax_s': _timed(
-                      ['-c', 'import experiments.trax_bridge'], '')}
+                      ['-c', 'import models.trax_bridge'], '')}
         print('timing a one-step run: empty cache, warm cache, no cache',
               flush=True)
         result['first_run_s'] = _one_step_run(gin_file, path('a'), cache)
@@ -103,7 +102,7 @@ def format_table(gin_file: str, r: dict) -> str:
     return '\n'.join([
         f'| {gin_file}, command to first step | seconds |', '|---|---|',
         f'| `import trax` alone | {r["import_trax_s"]:.1f} |',
-        f'| `import trax` through experiments.trax_bridge (as every command '
+        f'| `import trax` through models.trax_bridge (as every command '
         f'does) | {r["import_bridged_trax_s"]:.1f} |',
         f'| first run (empty compilation cache) | {r["first_run_s"]:.1f} |',
         f'| second run (warm cache) | {r["second_run_s"]:.1f} '
@@ -117,12 +116,12 @@ def format_table(gin_file: str, r: dict) -> str:
 
 
 def _command(args: list[str]) -> int:
-    bench_io.check_inputs(FLAGS.json, [FLAGS.gin_file])
+    common.check_inputs(FLAGS.json, [FLAGS.gin_file])
     result = measure(FLAGS.gin_file, FLAGS.sweep)
     print(f'\nStart-up (one-step runs, whole command) on '
-          f'{bench_io.machine()}:')
+          f'{common.machine()}:')
     print(format_table(FLAGS.gin_file, result))
-    bench_io.save_json(FLAGS.json, {'gin_file': FLAGS.gin_file, **result})
+    common.save_json(FLAGS.json, {'gin_file': FLAGS.gin_file, **result})
     return 0
 
 

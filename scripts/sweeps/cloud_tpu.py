@@ -25,9 +25,9 @@ import time
 from typing import Sequence, TextIO
 
 import scripts
-from experiments.config import ConfigError
-from scripts import sweep_dir as layout
-from scripts.sweeps import Trial
+from experiments.errors import ConfigError
+from scripts.sweeps import layout
+from scripts.sweeps.spec import Trial
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(
     scripts.__file__)))

@@ -1,0 +1,5 @@
+"""Benchmarks, each a command printing its figures and saving them as JSON:
+train (against trax's Trainer), decode (against trax's sampler), length
+(cost against sequence length, with trax and reformer-pytorch), solve (time
+to solve), startup (time to the first step), profile_step (a step's kernels).
+common holds what they share."""

@@ -1,5 +1,12 @@
-"""The shared shape of this package's commands: absl flags, `error: ...`
-on bad input with exit status 2, 130 on Ctrl-C."""
+"""The one command-line runner of every command (experiments.main, decode,
+evaluate, and the scripts): absl flags, and one line to stderr for what went
+wrong, with the exit status saying which kind:
+
+    0    done
+    1    a run that could not go on (errors.TrainingError)
+    2    bad input (a flag, errors.ConfigError): nothing written
+    130  interrupted (Ctrl-C)
+"""
 from __future__ import annotations
 
 import sys
@@ -7,12 +14,35 @@ from typing import Callable, Sequence
 
 from absl import flags
 
-from experiments.errors import ConfigError
+from experiments.errors import ConfigError, TrainingError
+
+INTERRUPTED = 'interrupted'
+
+
+def _error(message: object, status: int) -> int:
+    # absl quotes a flag's value as given, line breaks included.
+    text = str(message).replace('\r', '\\r').replace('\n', '\\n')
+    print(f'error: {text}', file=sys.stderr)
+    return status
+
+
+def status_of(body: Callable[[], int],
+              interrupted: str = INTERRUPTED) -> int:
+    """`body()`'s exit status, or the status of what it raised (see the
+    module docstring) after printing its one line."""
+    try:
+        return body()
+    except (flags.Error, ConfigError) as e:
+        return _error(e, 2)
+    except TrainingError as e:
+        return _error(e, 1)
+    except KeyboardInterrupt:
+        return _error(interrupted, 130)
 
 
 def run(flag_values: flags.FlagValues, argv: Sequence[str], doc: str,
-        body: Callable[[list[str]], int],
-        takes_arguments: bool = False) -> int:
+        body: Callable[[list[str]], int], takes_arguments: bool = False,
+        interrupted: str = INTERRUPTED) -> int:
     """Parses `argv` into `flag_values` (from their defaults, so tests can
     call it repeatedly) and returns `body(positional arguments)`'s status;
     positional arguments are refused unless the command takes_arguments."""
@@ -20,16 +50,11 @@ def run(flag_values: flags.FlagValues, argv: Sequence[str], doc: str,
         print(doc + '\n' + flag_values.get_help())
         return 0
     flag_values.unparse_flags()
-    try:
+
+    def parsed() -> int:
         args = flag_values(list(argv))[1:]
         if args and not takes_arguments:
             raise ConfigError(f'unexpected arguments {args}')
         return body(args)
-    except (flags.Error, ConfigError) as e:
-        # absl quotes a flag's value as given, line breaks included.
-        message = str(e).replace('\r', '\\r').replace('\n', '\\n')
-        print(f'error: {message}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print('Interrupted.', file=sys.stderr)
-        return 130
+
+    return status_of(parsed, interrupted)

@@ -288,37 +288,16 @@ def every_binding_used():
             if unused[1:] else ''))
 
 
-def activation_size(model, n_sequences: int, length: int) -> int:
-    """Numbers in the model's widest activation for `n_sequences`."""
-    return n_sequences * length * max(model.d_model, model.d_ff,
-                                      model.vocab_size)
-
-
-def check_memory(what: str, n_numbers: int) -> None:
-    """Refuses `what` if `n_numbers` float32s at once exceed this machine's
-    memory: an impossible size, reported before anything is allocated."""
-    memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-    if 4 * n_numbers > memory:
-        raise ConfigError(
-            f'{what} needs {4 * n_numbers / 2**30:.3g} GiB at once; this '
-            f'machine has {memory / 2**30:.3g} GiB')
-
-
 def build_experiment(for_training: bool = True):
     """Calls the gin-configured root; every setting is validated here, and
     every binding of the last parse() must be used by the calls that
     training makes (or, with for_training=False, evaluating and decoding a
-    trained run): their layers are constructed, not initialised."""
+    trained run): their layers are constructed, not initialised. Nothing
+    here starts JAX or reads the machine (training.start_jax does)."""
     from experiments import training  # noqa: F401  (registers the root)
     with every_binding_used():
         try:
             experiment = gin.get_configurable('experiments.Experiment')()
-            task = experiment.task
-            check_memory(
-                f'a batch of tasks.{task.name}.batch_size={task.batch_size} '
-                f'x length={task.length}',
-                activation_size(experiment.model, task.batch_size,
-                                task.length))
             _construct_layers(experiment, for_training)
         except (ValueError, TypeError) as e:
             raise ConfigError(_explain(e)) from e
@@ -334,17 +313,21 @@ def build_experiment(for_training: bool = True):
 def _construct_layers(experiment, for_training: bool) -> None:
     """Makes the configurable calls a run makes after building the root, so
     gin records the bindings they take: the optimizer, and the layers of each
-    mode the run builds (trax's models and layers are configurables too)."""
+    mode the run builds (trax's models and layers are configurables too).
+    On trax's NumPy backend: trax's optimizers make arrays of their
+    settings, and with JAX's that would start JAX."""
     from experiments import decoding, training
+    from models.trax_bridge import trax
     # One layer stands for all: trax builds n_layers identical ones, and a
     # binding may ask for 2**40.
     model = dataclasses.replace(experiment.model, n_layers=1)
-    if for_training:
-        training.with_loss(model)
-        experiment.optimizer()
-    training.with_metrics(model)
-    if not for_training or experiment.decode_eval_every:
-        decoding.predict_spec(model, experiment.task.length)('predict')
+    with trax.fastmath.use_backend(trax.fastmath.Backend.NUMPY):
+        if for_training:
+            training.with_loss(model)
+            experiment.optimizer()
+        training.with_metrics(model)
+        if not for_training or experiment.decode_eval_every:
+            decoding.predict_spec(model, experiment.task.length)('predict')
 
 
 # How gin names the configurable whose call failed; a `%NAME` that nothing

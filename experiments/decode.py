@@ -21,7 +21,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from experiments import cli, compile_cache, config, decoding, errors, restore
+from experiments import cli, compile_cache, decoding, errors
+from experiments import restore, training
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string('output_dir', None, 'Run directory to decode with.',
@@ -78,7 +79,7 @@ def show_examples(restored, split: str, n: int, temperature: float,
                   seed: int) -> None:
     exp = restored.experiment
     # All n are decoded as one batch.
-    config.check_memory(f'--num_examples={n}', config.activation_size(
+    training.check_memory(f'--num_examples={n}', training.activation_size(
         exp.model, n, exp.task.length))
     examples = task_examples(exp.task, split, n)
     decoder = decoding.decoder_for(exp.model, exp.task.length, seed=exp.seed)

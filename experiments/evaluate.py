@@ -22,12 +22,10 @@ from typing import Sequence
 from absl import flags
 from absl import logging
 import jax
-import numpy as np
 from models.trax_bridge import shapes
 
-from experiments import compile_cache, config, decoding, errors, manifest, restore
-from experiments import training
-from experiments import cli
+from experiments import cli, compile_cache, decoding, errors
+from experiments import manifest, restore, training
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string('output_dir', None, 'Run directory to evaluate.',
@@ -50,21 +48,17 @@ def evaluate(restored, n_batches: int | None = None,
     exp = restored.experiment
     batches = [exp.task.batch('eval', i)
                for i in range(n_batches or exp.n_eval_batches)]
-    model = training.with_metrics(exp.model)
     rng = jax.random.PRNGKey(exp.seed)
-    _, fresh = model.init(shapes.signature(batches[0]), rng=rng)
-    weights = (restored.weights, model.weights[1])
-    state = (restore.fitting_state(restored.state, fresh[0]), fresh[1])
-    forward = jax.jit(model.pure_fn)
-    values = [np.asarray(forward(b, weights, state, rng)[0], np.float64)
-              for b in batches]
-    metrics = dict(zip(training.METRIC_NAMES, np.mean(values, axis=0)))
+    evaluation = training.Evaluation(exp.model, shapes.signature(batches[0]),
+                                     rng, rng)
+    metrics = evaluation(restored.weights, restore.fitting_state(
+        restored.state, evaluation.initial_model_state), batches)
     if decode:
         decoder = decoding.decoder_for(exp.model, exp.task.length,
                                        seed=exp.seed)
-        metrics['exact_match'] = decoding.exact_match(
-            decoder, restored.weights, batches)
-    return {name: float(value) for name, value in metrics.items()}
+        metrics['exact_match'] = float(decoding.exact_match(
+            decoder, restored.weights, batches))
+    return metrics
 
 
 def results_path(output_dir: str, step: int, overrides: Sequence[str]) -> str:
@@ -88,9 +82,9 @@ def run(output_dir: str | None, gin_params: Sequence[str] = (),
     setting = (f'--num_batches={n_batches}' if num_batches else
                f'experiments.Experiment.n_eval_batches={n_batches}')
     # evaluate() holds every batch (inputs, targets, loss weights) at once.
-    config.check_memory(f'{setting} batches of {exp.task.batch_size} x '
-                         f'{exp.task.length} tokens',
-                         3 * n_batches * exp.task.batch_size * exp.task.length)
+    training.check_memory(f'{setting} batches of {exp.task.batch_size} x '
+                          f'{exp.task.length} tokens',
+                          3 * n_batches * exp.task.batch_size * exp.task.length)
     metrics = evaluate(restored, num_batches)
     n_examples = (num_batches or exp.n_eval_batches) * exp.task.batch_size
     settings = ', '.join(restored.overrides) or 'its trained settings'

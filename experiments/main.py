@@ -19,88 +19,71 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 
-from experiments import config, errors
-from experiments import run_dir
+from experiments import cli, compile_cache, config, run_dir, training
 
-_GIN_FILE = flags.DEFINE_multi_string(
-    'gin_file', [], 'Gin file (name under gin_configs/ or path); repeatable.')
-_GIN_PARAM = flags.DEFINE_multi_string(
-    'gin_param', [], 'Gin binding applied after the files; repeatable.')
-_OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', None, 'Run directory (default: runs/<experiment name>).')
-_DRY_RUN = flags.DEFINE_bool(
-    'dry_run', False, 'Parse and validate, print the config, train nothing.')
-_OVERWRITE = flags.DEFINE_bool(
-    'overwrite', False, 'Start over in --output_dir, deleting the run there.')
+FLAGS = flags.FlagValues()
+flags.DEFINE_multi_string(
+    'gin_file', [], 'Gin file (name under gin_configs/ or path); repeatable.',
+    flag_values=FLAGS)
+flags.DEFINE_multi_string(
+    'gin_param', [], 'Gin binding applied after the files; repeatable.',
+    flag_values=FLAGS)
+flags.DEFINE_string(
+    'output_dir', None, 'Run directory (default: runs/<experiment name>).',
+    flag_values=FLAGS)
+flags.DEFINE_bool(
+    'dry_run', False, 'Parse and validate, print the config, train nothing.',
+    flag_values=FLAGS)
+flags.DEFINE_bool(
+    'overwrite', False, 'Start over in --output_dir, deleting the run there.',
+    flag_values=FLAGS)
+
+RESUME_HINT = ('interrupted; rerun the same command to resume from the last '
+               'checkpoint')
 
 
-def _error(message: str, status: int) -> int:
-    print(f'error: {message}', file=sys.stderr)
-    return status
-
-
-def run(gin_files, gin_params, output_dir=None, dry_run=False,
-        overwrite=False) -> int:
-    """The whole command; returns the process exit status."""
-    logging.set_verbosity(logging.WARNING)  # our own progress lines say enough
+def _train(gin_files, gin_params, output_dir, dry_run, overwrite) -> int:
     import gin
-    try:
-        config.parse(gin_files, gin_params)
-        experiment = config.build_experiment()
-        output_dir = output_dir or os.path.join(
-            'runs', config.experiment_name(gin_files))
-        run_dir.guard(output_dir, gin.config_str(), overwrite)
-    except (errors.ConfigError, run_dir.RunDirError) as e:
-        return _error(str(e), 2)
+    config.parse(gin_files, gin_params)
+    experiment = config.build_experiment()
+    output_dir = output_dir or os.path.join(
+        'runs', config.experiment_name(gin_files))
+    run_dir.guard(output_dir, gin.config_str(), overwrite)
+    training.start_jax(experiment)  # also a step of the dry run
     if dry_run:
         print(gin.config_str())
         print(f'# dry run: valid; would write to {output_dir}')
         return 0
-    from experiments import compile_cache
-    from experiments import training
     compile_cache.enable()
-    try:
-        with run_dir.exclusive(output_dir):
-            if overwrite:
-                run_dir.clear(output_dir)
-            training.train(experiment, output_dir)
-    except run_dir.RunDirError as e:
-        return _error(str(e), 2)
-    except training.TrainingError as e:
-        return _error(str(e), 1)
-    except KeyboardInterrupt:
-        return _error('interrupted; rerun the same command to resume from '
-                      'the last checkpoint', 130)
+    with run_dir.exclusive(output_dir):
+        if overwrite:
+            run_dir.clear(output_dir)
+        training.train(experiment, output_dir)
     return 0
 
 
-def main(argv):
-    if len(argv) > 1:
-        print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
-        return 2
-    return run(_GIN_FILE.value, _GIN_PARAM.value, _OUTPUT_DIR.value,
-               _DRY_RUN.value, _OVERWRITE.value)
+def run(gin_files, gin_params, output_dir=None, dry_run=False,
+        overwrite=False) -> int:
+    """The whole command, from parsed flags; returns the exit status."""
+    logging.set_verbosity(logging.WARNING)  # our own progress lines say enough
+    return cli.status_of(lambda: _train(gin_files, gin_params, output_dir,
+                                        dry_run, overwrite), RESUME_HINT)
 
 
-def _parse_flags(argv):
-    """absl's parser, but a bad flag is one `error:` line and exit 2 (absl
-    prints several lines and exits 1)."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        message = str(e).replace('\r', '\\r').replace('\n', '\\n')
-        print(f'error: {message}', file=sys.stderr)
-        sys.exit(2)
+def main(argv: Sequence[str]) -> int:
+    return cli.run(FLAGS, argv, __doc__, lambda args: run(
+        FLAGS.gin_file, FLAGS.gin_param, FLAGS.output_dir, FLAGS.dry_run,
+        FLAGS.overwrite), interrupted=RESUME_HINT)
 
 
-def console():
+def console() -> None:
     """The `seq-lab-train` console script."""
-    app.run(main, flags_parser=_parse_flags)
+    sys.exit(main(sys.argv))
 
 
 if __name__ == '__main__':

@@ -20,7 +20,9 @@ import socket
 import subprocess
 import sys
 
-FILE = 'manifest.json'
+from experiments import run_dir
+
+FILE = run_dir.MANIFEST_FILE
 _PACKAGES = ('jax', 'jaxlib', 'trax', 'gin-config', 'numpy')
 _PROJECT = 'trax-seq-lab'
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -107,12 +109,11 @@ def read(output_dir: str) -> list[dict]:
         starts, list) else []
 
 
-def record(output_dir: str, start: dict) -> None:
-    """Adds `start` to the run's manifest (atomically)."""
-    path = os.path.join(output_dir, FILE)
-    with open(path + '.tmp', 'w') as f:
-        json.dump({'starts': read(output_dir) + [start]}, f, indent=1)
-    os.replace(path + '.tmp', path)
+def record(output_dir: str, earlier: list[dict], start: dict) -> None:
+    """Writes the run's manifest (atomically): the `earlier` starts that
+    read() gave, then `start`."""
+    run_dir.write_json(os.path.join(output_dir, FILE),
+                       {'starts': earlier + [start]})
 
 
 def describe(start: dict) -> str:

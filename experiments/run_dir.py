@@ -11,6 +11,7 @@ import contextlib
 import difflib
 import errno
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -18,12 +19,14 @@ import shutil
 from experiments.errors import ConfigError
 
 CONFIG_FILE = 'config.gin'
+MANIFEST_FILE = 'manifest.json'  # where each start ran (experiments.manifest)
+PROGRESS_FILE = 'progress.json'  # the last evaluation, for programs
 LOCK_FILE = '.lock'
 # What a training run (and scripts/convert_checkpoints.py) writes;
 # `--overwrite` removes exactly these.
-ARTIFACTS = (CONFIG_FILE, 'operative_config.gin', 'manifest.json',
-             'checkpoints', 'checkpoints_pickle', 'train', 'eval',
-             'evaluations')
+ARTIFACTS = (CONFIG_FILE, 'operative_config.gin', MANIFEST_FILE,
+             PROGRESS_FILE, 'checkpoints', 'checkpoints_pickle', 'train',
+             'eval', 'evaluations')
 _MAY_CHANGE = re.compile(r'^(experiments\.)?Experiment\.n_steps\s*=')
 
 
@@ -80,6 +83,34 @@ def guard(output_dir: str, config: str, overwrite: bool = False) -> None:
             f'{output_dir} holds a run with a different config (- saved, '
             f'+ now):\n{listing}\nRerun with the saved bindings to resume it, '
             'pass --overwrite to start over, or choose another --output_dir.')
+
+
+def write_json(path: str, value) -> None:
+    """Writes `value` as JSON so that a reader sees the old file or the
+    new one, never a part."""
+    with open(path + '.tmp', 'w') as f:
+        json.dump(value, f, indent=2)
+    os.replace(path + '.tmp', path)
+
+
+def write_progress(output_dir: str, step: int, n_steps: int, evals: dict,
+                   steps_per_second: float | None = None,
+                   finished: bool = False) -> None:
+    """Records the run's last evaluation in PROGRESS_FILE, which sweep
+    runners read (the progress lines printed are for people)."""
+    write_json(os.path.join(output_dir, PROGRESS_FILE), {
+        'step': step, 'n_steps': n_steps, 'eval': evals,
+        'steps_per_second': steps_per_second, 'finished': finished})
+
+
+def read_progress(output_dir: str) -> dict | None:
+    """What write_progress recorded last; None before the first
+    evaluation (or if the file is unreadable)."""
+    try:
+        with open(os.path.join(output_dir, PROGRESS_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def clear(output_dir: str) -> None:

@@ -25,7 +25,7 @@ from models.trax_bridge import shapes, tl, trax
 
 from experiments import checkpoints
 from experiments import decoding
-from experiments.errors import TrainingError
+from experiments.errors import ConfigError, TrainingError
 from experiments import manifest
 from experiments import run_dir
 from experiments import summaries
@@ -58,6 +58,41 @@ def with_metrics(model: LanguageModel) -> tl.Layer:
     return tl.Serial(model('eval'), tl.Branch(*_metric_layers()))
 
 
+class Evaluation:
+    """The one teacher-forced evaluation: `model`'s loss and metrics (eval
+    mode) averaged over batches, compiled once. Training's periodic eval and
+    experiments.evaluate both run it.
+
+    `place` puts arrays where the model's weights are (a training run's
+    device mesh); `on_call` runs after each batch.
+    """
+
+    def __init__(self, model: LanguageModel, signature, init_rng, rng,
+                 place: Callable = lambda tree: tree,
+                 place_batch: Callable = lambda batch: batch,
+                 on_call: Callable[[], None] = lambda: None):
+        layer = with_metrics(model)
+        layer.init(signature, rng=init_rng)
+        self.initial_model_state = layer.state[0]
+        self._forward = jax.jit(layer.pure_fn)
+        self._own = place((layer.weights[1], layer.state[1]))
+        self._rng, self._place_batch, self._on_call = rng, place_batch, on_call
+
+    def __call__(self, weights, state, batches) -> dict[str, float]:
+        """METRIC_NAMES -> mean over `batches`, for the model's `weights`
+        and `state`."""
+        own_weights, own_state = self._own
+        totals, n = np.zeros(len(METRIC_NAMES)), 0
+        for batch in batches:
+            values, _ = self._forward(self._place_batch(batch),
+                                      (weights, own_weights),
+                                      (state, own_state), self._rng)
+            totals += np.asarray(values, dtype=np.float64)
+            n += 1
+            self._on_call()
+        return {name: float(v) for name, v in zip(METRIC_NAMES, totals / n)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """Everything a training run needs; see gin_configs/common/ for defaults.
@@ -77,10 +112,15 @@ class Experiment:
       the default is a fixed 2, not one per core, and a resume in a process
       with another pool is refused. A small model's step is hundreds of
       tiny kernels, and one thread runs them sooner than two (codelab.gin).
-      JAX's CPU client takes it when it starts, so it applies where
-      building the experiment starts JAX (experiments.main, sweep trials);
-      elsewhere (a notebook, the test process) the process keeps its pool,
-      logs it, and records the pool it used.
+      JAX's CPU client takes it when it starts, so the commands start JAX
+      with it (`start_jax`) once the experiment is built; elsewhere (a
+      notebook, the test process) the process keeps its pool, logs it, and
+      records the pool it used.
+
+    Building one is pure: it checks the settings against each other and
+    starts nothing, so a file's validity does not depend on the machine
+    that parses it. `resolved_n_devices` checks the devices where they are
+    used.
     """
 
     task: SequenceTask
@@ -102,7 +142,6 @@ class Experiment:
                 or not 1 <= self.cpu_threads <= xla_cpu.MAX_THREADS):
             raise ValueError('Experiment.cpu_threads must be an int from 1 to '
                              f'{xla_cpu.MAX_THREADS}, got {self.cpu_threads!r}')
-        xla_cpu.start(self.cpu_threads)  # before anything starts JAX
         for field in ('n_steps', 'eval_every', 'n_eval_batches',
                       'checkpoint_every'):
             value = getattr(self, field)
@@ -143,20 +182,50 @@ class Experiment:
                 f'{self.decode_eval_every!r}')
         if self.decode_eval_every:
             decoding.check_decodable(self.model, self.task.length)
-        n_devices = self.resolved_n_devices()
-        if self.task.batch_size % n_devices:
-            raise ValueError(
-                f'batch size {self.task.batch_size} is not divisible by the '
-                f'{n_devices} devices used for data parallelism')
 
     def resolved_n_devices(self) -> int:
+        """The devices the batch is split over, checked against this
+        process's devices (starting JAX if nothing has)."""
         available = jax.local_device_count()
-        if self.n_devices is None:
-            return available
-        if not 1 <= self.n_devices <= available:
-            raise ValueError(f'Experiment.n_devices={self.n_devices!r}, but '
-                             f'{available} local device(s) are available')
-        return self.n_devices
+        n_devices = available if self.n_devices is None else self.n_devices
+        if not 1 <= n_devices <= available:
+            raise ConfigError(f'Experiment.n_devices={self.n_devices!r}, but '
+                              f'{available} local device(s) are available')
+        if self.task.batch_size % n_devices:
+            raise ConfigError(
+                f'batch size {self.task.batch_size} is not divisible by the '
+                f'{n_devices} devices used for data parallelism')
+        return n_devices
+
+
+def activation_size(model, n_sequences: int, length: int) -> int:
+    """Numbers in the model's widest activation for `n_sequences`."""
+    return n_sequences * length * max(model.d_model, model.d_ff,
+                                      model.vocab_size)
+
+
+def check_memory(what: str, n_numbers: int) -> None:
+    """Refuses `what` if `n_numbers` float32s at once exceed this machine's
+    memory: an impossible size, reported before anything is allocated."""
+    memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    if 4 * n_numbers > memory:
+        raise ConfigError(
+            f'{what} needs {4 * n_numbers / 2**30:.3g} GiB at once; this '
+            f'machine has {memory / 2**30:.3g} GiB')
+
+
+def start_jax(experiment: Experiment) -> int:
+    """Starts JAX as `experiment` asks (its XLA:CPU pool) and checks the
+    machine can run it (devices, memory for a batch); returns the devices it
+    uses. Commands call this once, after building the experiment and before
+    anything compiles."""
+    task = experiment.task
+    check_memory(f'a batch of tasks.{task.name}.batch_size={task.batch_size} '
+                 f'x length={task.length}',
+                 activation_size(experiment.model, task.batch_size,
+                                 task.length))
+    xla_cpu.start(experiment.cpu_threads)
+    return experiment.resolved_n_devices()
 
 
 def _progress_line(step: int, n_steps: int, train: dict, evals: dict,
@@ -243,11 +312,11 @@ class TrainingRun:
             donate_argnums=(0, 1, 2),
             out_shardings=(replicated, replicated, replicated, replicated))
 
-        model_with_metrics = with_metrics(experiment.model)
-        model_with_metrics.init(signature, rng=self._init_rng)
-        self._metrics_fn = jax.jit(model_with_metrics.pure_fn)
-        self._metrics_weights, self._metrics_state = self._replicate(
-            (model_with_metrics.weights[1], model_with_metrics.state[1]))
+        self._evaluation = Evaluation(
+            experiment.model, signature, self._init_rng, self._eval_rng,
+            place=self._replicate,
+            place_batch=lambda b: jax.device_put(b, self._batch_sharding),
+            on_call=lambda: self._after_call('metrics'))
         self._called = set()  # the compiled programs called so far
 
     def _after_call(self, program: str) -> None:
@@ -259,18 +328,7 @@ class TrainingRun:
 
     def metrics(self, batches) -> dict[str, float]:
         """Loss and metrics (eval mode, current weights) averaged over batches."""
-        weights = (self.weights[0], self._metrics_weights)
-        state = (self.state[0], self._metrics_state)
-        totals = np.zeros(len(METRIC_NAMES))
-        n = 0
-        for batch in batches:
-            values, _ = self._metrics_fn(
-                jax.device_put(batch, self._batch_sharding), weights, state,
-                self._eval_rng)
-            totals += np.asarray(values, dtype=np.float64)
-            n += 1
-            self._after_call('metrics')
-        return dict(zip(METRIC_NAMES, totals / n))
+        return self._evaluation(self.weights[0], self.state[0], batches)
 
     def evaluate(self) -> dict[str, float]:
         stream = self.exp.task.stream('eval')
@@ -415,7 +473,7 @@ def train(experiment: Experiment, output_dir: str,
         if warning:
             print(f'warning: {warning}', file=sys.stderr)
     os.makedirs(output_dir, exist_ok=True)
-    manifest.record(output_dir, start)
+    manifest.record(output_dir, starts, start)
     with open(os.path.join(output_dir, 'config.gin'), 'w') as f:
         f.write(gin.config_str())
     operative = gin.operative_config_str()
@@ -426,6 +484,8 @@ def train(experiment: Experiment, output_dir: str,
         log(f'{output_dir} already holds a checkpoint at step {run.step} '
             f'(n_steps={exp.n_steps}); evaluating it.')
         evals = run.evaluate()
+        run_dir.write_progress(output_dir, run.step, exp.n_steps, evals,
+                               finished=True)
         log(_final_line(evals))
         return evals
     if run.step:
@@ -491,6 +551,8 @@ def train(experiment: Experiment, output_dir: str,
                 eval_writer.flush()
                 log(_progress_line(run.step, exp.n_steps, train_metrics,
                                    evals, steps_per_second))
+                run_dir.write_progress(output_dir, run.step, exp.n_steps,
+                                       evals, steps_per_second)
                 losses = []
             if checkpoint_now:
                 run.save()
@@ -499,6 +561,8 @@ def train(experiment: Experiment, output_dir: str,
     finally:
         train_writer.close()
         eval_writer.close()
+    run_dir.write_progress(output_dir, run.step, exp.n_steps, evals,
+                           finished=True)
     log(_final_line(evals))
     return evals
 

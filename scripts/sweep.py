@@ -111,7 +111,7 @@ def _print_local_plan(sweep, trials, root) -> None:
 
 def _run_on_tpu(name: str, trials: list[spec.Trial], root: str) -> int:
     from experiments import config
-    from scripts.sweeps.spec import cloud_tpu
+    from scripts.sweeps import cloud_tpu
     options = cloud_tpu.TpuOptions(
         name=_TPU_NAME.value, zone=_ZONE.value, bucket=_BUCKET.value or '',
         project=_PROJECT.value, accelerator_type=_ACCELERATOR.value,

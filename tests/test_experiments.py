@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from experiments import checkpoints, main
+from experiments import checkpoints, main, run_dir
 from experiments.summaries import read_scalars
 
 SHRINK = {
@@ -65,6 +65,12 @@ def test_tiny_run_writes_config_events_and_checkpoints(name, tmp_path, capsys):
         assert 0.0 <= accuracy <= 1.0
     # Untrained on 31 (or 4) symbols, the cross-entropy is near log(vocab).
     assert 0.5 * math.log(32) < evals['metrics/loss'][0][1] < 2 * math.log(32)
+    # What sweep runners read: the last evaluation, as logged.
+    progress = run_dir.read_progress(str(out))
+    assert progress['step'] == progress['n_steps'] == 3 and progress['finished']
+    assert progress['eval'] == pytest.approx(  # events hold float32s
+        {tag.split('/')[1]: points[-1][1] for tag, points in evals.items()},
+        rel=1e-6)
 
 
 def test_resume_continues_at_the_saved_step(tmp_path, capsys):
@@ -247,24 +253,28 @@ print(json.dumps([before, registered, products()]))
 
 
 def test_experiments_start_xla_with_their_settings(tmp_path):
-    """Building an experiment starts JAX with its cpu_threads as XLA:CPU's
-    pool size (also above the cores here) and with loops kept rolled, on
-    top of the user's XLA_FLAGS; neither setting leaks into child
-    processes."""
+    """Building an experiment starts nothing; training.start_jax, as the
+    commands call it, starts JAX with its cpu_threads as XLA:CPU's pool size
+    (also above the cores here) and with loops kept rolled, on top of the
+    user's XLA_FLAGS; neither setting leaks into child processes."""
     import json
     import subprocess
     import sys
     script = '''
 import glob, json, os, sys
-from experiments import config
+from experiments import config, training
+from models import jax_private
 config.parse(['codelab.gin'], sys.argv[2:])
 experiment = config.build_experiment()
+started = jax_private.get('jax._src.xla_bridge', 'backends_are_initialized')
+pure = not started()
+training.start_jax(experiment)
 import jax, jax.numpy as jnp
 jax.jit(jnp.exp).lower(jnp.ones((16, 10, 32))).compile()
 tasks = os.listdir('/proc/self/task')
 names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in tasks]
 options = open(glob.glob(os.path.join(sys.argv[1], '*jit_exp.debug_options'))[0]).read()
-print(json.dumps({'threads': experiment.cpu_threads,
+print(json.dumps({'pure': pure, 'threads': experiment.cpu_threads,
                   'pool': names.count('tf_XLAEigen'),
                   'rolled': 'xla_cpu_disable_loop_unrolling' in options,
                   'dumped': sys.argv[1] in options,
@@ -282,9 +292,25 @@ print(json.dumps({'threads': experiment.cpu_threads,
                                 capture_output=True, text=True, check=True,
                                 env=env)
         outcomes.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    settings = {'rolled': True, 'dumped': True, 'leaked': False}
+    settings = {'pure': True, 'rolled': True, 'dumped': True, 'leaked': False}
     assert outcomes[0] == {'threads': 1, 'pool': 1, **settings}
     assert outcomes[1] == {'threads': 3, 'pool': 3, **settings}
+
+
+def test_devices_are_checked_where_they_are_used_and_at_a_dry_run(
+        tmp_path, capsys):
+    """A file's validity does not depend on the machine parsing it: building
+    takes any n_devices; the dry run (as training) checks this machine's."""
+    from experiments import config
+    too_many = ['experiments.Experiment.n_devices = 64']
+    config.parse(['codelab.gin'], too_many)
+    assert config.build_experiment().n_devices == 64
+    assert main.run(['codelab.gin'], too_many, output_dir=str(tmp_path / 'r'),
+                    dry_run=True) == 2
+    assert capsys.readouterr().err == (
+        'error: Experiment.n_devices=64, but 1 local device(s) are '
+        'available\n')
+    assert not (tmp_path / 'r').exists()
 
 
 def test_the_default_thread_pool_is_fixed_not_one_per_core():

@@ -132,7 +132,7 @@ def test_the_report_says_where_each_trial_ran(sweep_root, tmp_path):
                                                         'trax': '1.4.1'},
              'git_commit': 'abcdef0123456789', 'git_dirty': False}
     for name in NAMES[:2]:
-        manifest.record(os.path.join(sweep_root, name), start)
+        manifest.record(os.path.join(sweep_root, name), [], start)
     out = str(tmp_path / 'out')
     markdown = report.report(sweep_root, 'eval/metrics/accuracy', out)
     ran_on = manifest.describe(start)

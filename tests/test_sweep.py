@@ -10,6 +10,7 @@ import os
 import pytest
 
 from experiments import main as experiments_main
+from experiments import run_dir
 from experiments.errors import ConfigError
 from scripts import sweep
 from scripts.sweeps import local, spec
@@ -266,18 +267,17 @@ def test_status_block_is_redrawn_in_place_on_a_terminal():
         '\x1b[2F\x1b[2Ka=1  finished    final acc 1.0000\n')
 
 
-def test_progress_and_error_lines_from_a_trial_log():
-    log = ('Training TransformerLM on copy\n'
-           'step   2/400 | train loss 3.7 acc 0.0000 | eval loss 3.9 acc '
-           '0.1250 seq_acc 0.0000 | 0.1 steps/s\n'
-           'step 200/400 | train loss 0.1 acc 0.9000 | eval loss 0.2 acc '
-           '0.9500 seq_acc 0.5000 | 71.5 steps/s\n')
-    assert local.progress(log) == (
+def test_progress_from_the_file_a_run_writes_and_errors_from_its_log(
+        tmp_path):
+    assert local.progress(str(tmp_path)) == 'starting'
+    evals = {'loss': 0.2, 'accuracy': 0.95, 'sequence_accuracy': 0.5}
+    run_dir.write_progress(str(tmp_path), 200, 400, evals, 71.54)
+    assert local.progress(str(tmp_path)) == (
         'step 200/400 acc 0.9500 seq_acc 0.5000 71.5 steps/s')
-    assert local.progress(
-        log + 'Final eval: loss 0.1, accuracy 0.9900, sequence_accuracy '
-        '0.8000\n') == 'final acc 0.9900 seq_acc 0.8000'
-    assert local.progress('importing\n') == 'starting'
+    run_dir.write_progress(str(tmp_path), 400, 400,
+                           {**evals, 'accuracy': 0.99}, finished=True)
+    assert local.progress(str(tmp_path)) == 'final acc 0.9900 seq_acc 0.5000'
+    log = 'step 200/400 | train loss 0.1 acc 0.9000 | ...\n'
     assert local.error_line(
         log + 'error: training diverged: the loss is nan at step 3\n'
         'Traceback? no\n') == 'training diverged: the loss is nan at step 3'

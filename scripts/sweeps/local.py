@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -19,15 +18,10 @@ import sys
 import time
 from typing import Sequence, TextIO
 
+from experiments import run_dir
 from scripts.sweeps import layout
 from scripts.sweeps.spec import Sweep, Trial, main_args
 
-# experiments.main's progress line, e.g.
-# step 200/600 | train loss .. | eval loss 0.1 acc 0.97 seq_acc 0.5 | 3 steps/s
-_PROGRESS = re.compile(r'^step +(\d+)/(\d+) \|.*\| eval loss \S+ acc (\S+) '
-                       r'seq_acc (\S+) \| (\S+) steps/s', re.M)
-_FINAL = re.compile(r'^Final eval: .*accuracy (\S+), sequence_accuracy (\S+)',
-                    re.M)
 _STOP_GRACE_S = 30  # for a trial to close its files after SIGINT
 _POLL_S = 0.5
 _TAIL_BYTES = 16384  # the last progress and error lines are in the tail
@@ -43,16 +37,19 @@ def _log_tail(path: str, offset: int) -> str:
         return ''
 
 
-def progress(log_text: str) -> str:
-    """`step 200/600 acc 0.97 seq_acc 0.50 3.1 steps/s` from a trial's log."""
-    final = _FINAL.findall(log_text)
-    if final:
-        return f'final acc {final[-1][0]} seq_acc {final[-1][1]}'
-    steps = _PROGRESS.findall(log_text)
-    if not steps:
+def progress(trial_dir: str) -> str:
+    """`step 200/600 acc 0.9700 seq_acc 0.5000 3.1 steps/s`, from the
+    progress file the trial's run writes at each evaluation."""
+    last = run_dir.read_progress(trial_dir)
+    if last is None:
         return 'starting'
-    step, n_steps, acc, seq_acc, speed = steps[-1]
-    return f'step {step}/{n_steps} acc {acc} seq_acc {seq_acc} {speed} steps/s'
+    evals = last['eval']
+    accuracy = (f'acc {evals["accuracy"]:.4f} '
+                f'seq_acc {evals["sequence_accuracy"]:.4f}')
+    if last['finished']:
+        return f'final {accuracy}'
+    return (f'step {last["step"]}/{last["n_steps"]} {accuracy} '
+            f'{last["steps_per_second"]:.1f} steps/s')
 
 
 def error_line(log_text: str) -> str:
@@ -178,7 +175,7 @@ class LocalRunner:
                           error=None if exit_code == 0 else error_line(
                               log_text))
         layout.write_status(run.trial_dir, run.status)
-        detail = (progress(log_text) if state == layout.FINISHED
+        detail = (progress(run.trial_dir) if state == layout.FINISHED
                   else run.status['error']) or ''
         board.set(run.trial.name, state, f'{_duration(wall)}  {detail}')
         if state == layout.FAILED:
@@ -221,12 +218,9 @@ class LocalRunner:
                     if run.process.poll() is not None:
                         self._end(run, board)
                     else:
-                        log_text = _log_tail(
-                            os.path.join(run.trial_dir, layout.LOG),
-                            run.log_offset)
                         board.set(run.trial.name, 'running', (
                             f'{_duration(time.monotonic() - run.started)}  '
-                            f'{progress(log_text)}'))
+                            f'{progress(run.trial_dir)}'))
                 board.draw()
                 time.sleep(_POLL_S)
         except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-r"""The tables of measured figures in the docs, made from docs/benchmarks/*.json.
+r"""The docs' tables of measured figures, made from docs/benchmarks/*.json.
 
     python -m scripts.benchmarks.tables           # rewrite the tables
     python -m scripts.benchmarks.tables --check   # exit 1 naming a stale page
@@ -67,7 +67,8 @@ def train_table(data: dict) -> str:
 def pool_table(data: dict) -> str:
     """Ours at the experiment file's pool size and at the --cpu_threads
     sizes, each a median (and range) of the same number of runs."""
-    pools = [at['cpu_threads'] for at in data['rows'][0]['ours_at_cpu_threads']]
+    first = data['rows'][0]
+    pools = [at['cpu_threads'] for at in first['ours_at_cpu_threads']]
     lines = ['| experiment | file\'s cpu_threads | ours, file\'s pool '
              + ''.join(f'| ours, cpu_threads = {n} ' for n in pools) + '|',
              '|---|---|---' + '|---' * len(pools) + '|']
@@ -111,9 +112,10 @@ def machine(data: dict) -> str:
     m = data['machine']
     if isinstance(m, str):
         return m
-    versions = ', '.join(f'{package} {m[package]}' for package in (
-        'python', 'jax', 'trax', 'torch', 'reformer-pytorch') if m.get(package))
-    return (f'{m["cpu_count"]} x {m["cpu"]}, {m["ram_gb"]:.0f} GB, {versions}; '
+    versions = ', '.join(f'{name} {m[name]}' for name in (
+        'python', 'jax', 'trax', 'torch', 'reformer-pytorch') if m.get(name))
+    return (f'{m["cpu_count"]} x {m["cpu"]}, {m["ram_gb"]:.0f} GB, '
+            f'{versions}; '
             f'load average {m["load_average"][0]:.2f} at the start, '
             f'{m["load_average_end"][0]:.2f} at the end')
 

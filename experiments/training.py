@@ -259,7 +259,8 @@ class TrainingRun:
     def __init__(self, experiment: Experiment, output_dir: str):
         self.exp = experiment
         self.output_dir = output_dir
-        self.n_devices = experiment.resolved_n_devices()
+        # Started already by a command; in a notebook or a test, here.
+        self.n_devices = start_jax(experiment)
         xla_cpu.unroll_threefry()  # before anything below is compiled
         xla_cpu.standard_form_dots()
         task = experiment.task

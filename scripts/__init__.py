@@ -5,6 +5,7 @@ the paper reproductions.
     python -m scripts.report runs/sweeps/reformer_lsh            # its tables
     python -m scripts.convert_checkpoints --output_dir=runs/...  # old runs
     python -m scripts.benchmarks.<train|decode|length|solve|startup|profile_step>
+    python -m scripts.benchmarks.tables                       # docs/ tables from their JSON
     python -m scripts.paper.table2                               # Reformer's Table 2
 
 sweeps/ holds what the sweep command is made of (sweep files and their

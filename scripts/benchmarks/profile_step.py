@@ -90,6 +90,7 @@ def _command(args: list[str]) -> int:
     import jax
     import numpy as np
     from experiments import training
+    training.start_jax(experiment)
     if jax.default_backend() != 'cpu':
         raise ConfigError('profile_step reads XLA:CPU traces; this JAX runs '
                           f'on {jax.default_backend()}')

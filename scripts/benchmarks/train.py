@@ -66,10 +66,10 @@ def _parse(gin_file: str, gin_params: Sequence[str] = ()) -> None:
 
 
 def _experiment(gin_file: str, xla_defaults: bool = False):
-    """Builds the experiment, which starts JAX with this project's XLA:CPU
-    settings unless `xla_defaults` starts it with XLA's own first."""
+    """Builds the experiment and starts JAX with this project's XLA:CPU
+    settings, or with XLA's own if `xla_defaults`."""
     import jax
-    from experiments import config
+    from experiments import config, training
     if xla_defaults:
         from experiments import xla_cpu
         jax.devices()
@@ -77,7 +77,9 @@ def _experiment(gin_file: str, xla_defaults: bool = False):
                           f'{xla_cpu.pool_size()}'])
     else:
         _parse(gin_file)
-    return config.build_experiment()
+    experiment = config.build_experiment()
+    training.start_jax(experiment)
+    return experiment
 
 
 def _cpu_threads(gin_file: str) -> int:

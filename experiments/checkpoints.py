@@ -33,6 +33,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from experiments.errors import one_line
 from experiments.run_dir import RunDirError
 
 SUBDIR = 'checkpoints'
@@ -207,11 +208,6 @@ def save(output_dir: str, step: int, *, weights, state, slots,
     return path
 
 
-def _one_line(error: Exception) -> str:
-    text = ' '.join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 200 else text[:197] + '...'
-
-
 def _read(path: str, step: int) -> dict[str, Any]:
     """The checkpoint in `path`; ValueError if it cannot be read."""
     ocp = _orbax()
@@ -238,7 +234,7 @@ def _read(path: str, step: int) -> dict[str, Any]:
                                  'leaves')
         return checkpoint
     except Exception as e:  # whatever damaged files make Orbax raise
-        raise ValueError(_one_line(e)) from e
+        raise ValueError(one_line(e, limit=200)) from e
 
 
 def _misfit(checkpoint: dict, like: dict) -> str | None:

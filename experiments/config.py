@@ -17,7 +17,7 @@ import gin
 from gin import config_parser
 
 import gin_configs
-from experiments.errors import ConfigError
+from experiments.errors import ConfigError, one_line
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(gin_configs.__file__))
 
@@ -36,14 +36,6 @@ def experiment_name(gin_files: Sequence[str]) -> str:
     return os.path.splitext(os.path.basename(gin_files[0]))[0]
 
 
-def _one_line(error: Exception) -> str:
-    """One line from a gin error: the cause, then where gin says it happened."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    # gin appends "In call to configurable 'x' (<function x at 0x...>)".
-    lines = [re.sub(r' \(<[^>]*>\)', '', line) for line in lines]
-    return ' '.join(lines) or type(error).__name__
-
-
 def parse(gin_files: Sequence[str], gin_params: Sequence[str] = (),
           check_files: bool = True) -> None:
     """Parses the files, then the bindings, and notes where each binding came
@@ -58,13 +50,13 @@ def parse(gin_files: Sequence[str], gin_params: Sequence[str] = (),
     try:
         gin.parse_config_files_and_bindings(paths, None, finalize_config=False)
     except errors as e:
-        raise ConfigError(_one_line(e)) from e
+        raise ConfigError(one_line(e)) from e
     # One at a time, so an error names the binding it comes from.
     for binding in gin_params:
         try:
             gin.parse_config(binding)
         except errors as e:
-            raise ConfigError(f'--gin_param={binding!r}: {_one_line(e)}') from e
+            raise ConfigError(f'--gin_param={binding!r}: {one_line(e)}') from e
     bindings = []
     for given, path in zip(gin_files, paths):
         with open(path) as f:
@@ -348,7 +340,7 @@ def _explain(error: Exception) -> str:
         uses = _lines_matching(rf'%{re.escape(name)}\b')
         return (f'gin macro %{name} is used but never defined'
                 + (f' (in: {"; ".join(uses)})' if uses else ''))
-    message = _one_line(error)
+    message = one_line(error)
     unbound = _UNBOUND_CALL.search(str(error))
     failed = match.group(1) if match else unbound and unbound.group(1)
     if failed:

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import gin
 
 from experiments import config
-from experiments.errors import ConfigError
+from experiments.errors import ConfigError, one_line
 
 MODES = ('grid', 'zip')
 
@@ -173,8 +173,7 @@ def load(sweep_file: str) -> Sweep:
     except ConfigError as e:
         raise ConfigError(f'sweep file {sweep_file}: {e}') from e
     except (ValueError, TypeError) as e:
-        raise ConfigError(f'sweep file {sweep_file}: '
-                          f'{config._one_line(e)}') from e  # noqa: SLF001
+        raise ConfigError(f'sweep file {sweep_file}: {one_line(e)}') from e
     finally:
         gin.clear_config()
 

@@ -322,7 +322,16 @@ def _real_module(name: str) -> types.ModuleType:
         sys.meta_path.remove(_LATER_FINDER)
         for key in [k for k, m in sys.modules.items() if isinstance(m, _Later)]:
             del sys.modules[key]
-    return importlib.import_module(name)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != 'tensorflow':
+            raise
+        # The main install leaves TensorFlow out (setup.py): say where it is.
+        raise ModuleNotFoundError(
+            f"{error}: this trax feature uses TensorFlow, which only the "
+            "'upstream' extra installs: pip install -c constraints.txt -e "
+            "'.[upstream]'", name=error.name) from error
 
 
 def tensorflow_loaded() -> bool:
@@ -393,6 +402,47 @@ def _trax_shape_checks_without_tensorflow() -> None:
     trax.layers.core.tf = checks
 
 
+# ------------------------------------------------- packages left out ----
+
+class _NotInstalled(types.ModuleType):
+    """Stands in for a package that is not installed: reading any name it
+    lacks raises the error that importing the package would have."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith('__'):  # import machinery and introspection
+            raise AttributeError(attribute)
+        _raise_not_installed(self.__name__)
+
+
+def _raise_not_installed(name: str):
+    root = name.partition('.')[0]
+    raise ModuleNotFoundError(f'No module named {root!r}', name=root)
+
+
+@contextlib.contextmanager
+def _gym_placeholder():
+    # Symptom: `import trax` -> ModuleNotFoundError: No module named 'gym'
+    # (the main install leaves gym out: we do not use RL). trax.supervised
+    # imports trax.rl, whose serializer classes read gym.spaces.Box,
+    # Discrete and MultiDiscrete at import. While trax imports, gym is a
+    # stand-in whose three classes raise that error when built (no object is
+    # an instance of them), as does any other name trax.rl reads later.
+    if 'gym' in sys.modules or importlib.util.find_spec('gym') is not None:
+        yield
+        return
+    spaces = _NotInstalled('gym.spaces')
+    for name in ('Box', 'Discrete', 'MultiDiscrete'):
+        setattr(spaces, name, type(name, (), {
+            '__init__': lambda *a, **k: _raise_not_installed('gym')}))
+    gym = _NotInstalled('gym')
+    gym.spaces = spaces
+    sys.modules.update({'gym': gym, 'gym.spaces': spaces})
+    try:
+        yield
+    finally:  # `import gym` elsewhere still fails as it should
+        del sys.modules['gym'], sys.modules['gym.spaces']
+
+
 # ---------------------------------------------------------------- speed ----
 
 def _shallow_stack(context: int = 1) -> list:
@@ -455,17 +505,29 @@ _TRAX_PATCHES = (
 )
 
 
+def _require_trax() -> None:
+    # Symptom: ModuleNotFoundError: No module named 'trax' after a plain
+    # `pip install -e .`: trax is installed on its own, without its declared
+    # dependencies (setup.py says why), so say how.
+    if importlib.util.find_spec('trax') is None:
+        raise ModuleNotFoundError(
+            "No module named 'trax': install it as the README's set-up "
+            'command does: pip install -c constraints.txt --no-deps trax',
+            name='trax')
+
+
 def apply() -> None:
     """Patches jax, imports trax and patches it; safe to call repeatedly."""
     global _APPLIED
     if _APPLIED:
         return
+    _require_trax()
     _quiet_gym_banner()
     _quiet_jax_host_count()
     for patch in _JAX_PATCHES:
         patch()
     _defer_tensorflow()
-    with _shallow_inspect():
+    with _shallow_inspect(), _gym_placeholder():
         import trax  # noqa: F401  (only after jax is patched)
     for patch in _TRAX_PATCHES:
         patch()

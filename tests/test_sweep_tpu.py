@@ -132,6 +132,7 @@ def test_runs_each_vm_from_create_to_delete(gcloud, tmp_path):
         install, run = mine[2], mine[3]
         assert '--worker=all' in install and '--worker=all' in run
         assert "pip install" in _ssh_command(install)
+        assert _ssh_command(install).endswith('--no-deps trax')
         script = _ssh_command(run)
         assert f"for t in {' '.join(trials)}; do" in script
         assert ('python -m scripts.sweep --gin_file=_sweep/tiny.gin '

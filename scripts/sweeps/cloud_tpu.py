@@ -124,7 +124,10 @@ class GcloudCommands:
             f'python3 -m venv {REMOTE_VENV}',
             f'. {REMOTE_VENV}/bin/activate',
             f'pip install -q -c {REMOTE_PROJECT}/constraints.txt '
-            f"-e ./{REMOTE_PROJECT} 'jax[tpu]'"]))
+            f"-e ./{REMOTE_PROJECT} 'jax[tpu]'",
+            # trax without its declared dependencies (setup.py says why)
+            f'pip install -q -c {REMOTE_PROJECT}/constraints.txt --no-deps '
+            'trax']))
 
     def run(self, vm: str, trials: Sequence[Trial]) -> list[str]:
         """Each trial: fetch what the bucket has of it (to resume), run it,

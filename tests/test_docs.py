@@ -84,3 +84,11 @@ def test_a_stale_table_is_made_anew_and_an_unclosed_one_refused():
     assert '| codelab.gin | 650 |' in tables.filled(stale, 'page')
     with pytest.raises(ConfigError, match='no "<!-- end table -->"'):
         tables.filled('<!-- table: solve.json -->\n', 'page')
+
+
+def test_ci_runs_the_readmes_test_command_verbatim():
+    with open(os.path.join(ROOT, '.ci', 'run')) as f:
+        command = f.read().strip().splitlines()[-1]
+    assert command.endswith('&& pytest')
+    with open(os.path.join(ROOT, 'README.md')) as f:
+        assert '    ' + command + '\n' in f.read()

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from models.trax_bridge import shapes
 
-from experiments import checkpoints, config, errors, xla_cpu
+from experiments import checkpoints, config, errors, training, xla_cpu
 from models.language_models import LanguageModel
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +102,7 @@ def restore(output_dir: str, gin_params: Sequence[str] = (),
     overrides = tuple(gin_params)
     trained = _parse(saved_config, ())
     experiment = _parse(saved_config, overrides)
+    training.check_batch_memory(experiment)
     xla_cpu.start(experiment.cpu_threads)  # the run's pool, before any array
     try:
         checkpoint = checkpoints.load(output_dir, step)

@@ -219,13 +219,18 @@ def start_jax(experiment: Experiment) -> int:
     machine can run it (devices, memory for a batch); returns the devices it
     uses. Commands call this once, after building the experiment and before
     anything compiles."""
+    check_batch_memory(experiment)
+    xla_cpu.start(experiment.cpu_threads)
+    return experiment.resolved_n_devices()
+
+
+def check_batch_memory(experiment: Experiment) -> None:
+    """Refuses a batch too big for this machine's memory, naming it."""
     task = experiment.task
     check_memory(f'a batch of tasks.{task.name}.batch_size={task.batch_size} '
                  f'x length={task.length}',
                  activation_size(experiment.model, task.batch_size,
                                  task.length))
-    xla_cpu.start(experiment.cpu_threads)
-    return experiment.resolved_n_devices()
 
 
 def _progress_line(step: int, n_steps: int, train: dict, evals: dict,

@@ -13,7 +13,8 @@ import os
 import re
 import shlex
 import signal
-import threading
+import subprocess
+import sys
 import time
 
 import pytest
@@ -23,7 +24,6 @@ from experiments import main as experiments_main
 from experiments.summaries import read_scalars
 from scripts import report, sweep
 from scripts.sweeps import layout, spec
-from scripts.sweeps.local import LocalRunner
 
 TINY = """# Two tiny TransformerLMs on copy (tests only).
 import scripts.sweeps
@@ -214,45 +214,38 @@ def test_report_writes_table_and_plots(tiny, tmp_path):
 
 
 def test_ctrl_c_stops_trials_cleanly_and_they_resume(tmp_path):
-    """Ctrl-C while a trial trains: the trial is stopped (SIGINT, so it
-    exits by itself), marked interrupted, and listed to run again."""
+    """Ctrl-C at a sweep command while a trial trains: the trial is stopped
+    (SIGINT, so it exits by itself), marked interrupted, and listed to run
+    again. The sweep is a real process, as a user's is, so the signal does
+    not depend on what earlier tests did to this process's handlers."""
     sweep_file = tmp_path / 'long.gin'
     sweep_file.write_text(TINY.format(n_steps=10**6).replace(
         "[16, 32]", "[16]").replace("[1, 2]", "[1]"))
-    loaded = spec.load(str(sweep_file))
-    trials = spec.expand(loaded)
     root = str(tmp_path / 'runs')
-    manifest = layout.manifest('long', loaded, trials)
-    layout.write_manifest(root, manifest)
-    printed = io.StringIO()
-    runner = LocalRunner(loaded, manifest, root, out=printed)
     log = os.path.join(root, A, layout.LOG)
-    trained, returned = threading.Event(), threading.Event()
-
-    def press_ctrl_c_once_training():
-        deadline = time.monotonic() + 600
-        while not returned.is_set() and time.monotonic() < deadline:
-            if os.path.exists(log):
-                with open(log) as f:
-                    if re.search(r'^step +4/', f.read(), re.M):
-                        trained.set()
-                        break
-            time.sleep(0.5)
-        if not returned.is_set():
-            os.kill(os.getpid(), signal.SIGINT)  # lands in the runner's loop
-
-    helper = threading.Thread(target=press_ctrl_c_once_training)
-    helper.start()
+    with open(tmp_path / 'sweep.out', 'w') as out:
+        command = subprocess.Popen(
+            [sys.executable, '-m', 'scripts.sweep',
+             f'--gin_file={sweep_file}', f'--output_dir={root}'],
+            stdout=out, stderr=subprocess.STDOUT)
     try:
-        status = runner.run(trials)
-    finally:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        returned.set()
-        helper.join()
-        signal.signal(signal.SIGINT, previous)
-    assert trained.is_set(), 'the trial never trained'
-    assert status == 130
-    assert 'Rerun the same command to resume' in printed.getvalue()
+        deadline = time.monotonic() + 600
+        while not (os.path.exists(log) and re.search(
+                r'^step +4/', open(log).read(), re.M)):
+            assert command.poll() is None, 'the sweep ended by itself'
+            assert time.monotonic() < deadline, 'the trial never trained'
+            time.sleep(0.5)
+        command.send_signal(signal.SIGINT)
+        assert command.wait(timeout=120) == 130
+    finally:  # never leave a sweep or its trial training
+        if command.poll() is None:
+            command.kill()
+        pid = (_status(root, A) or {}).get('pid')
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    assert 'Rerun the same command to resume' in (
+        tmp_path / 'sweep.out').read_text()
     status = _status(root, A)
     assert status['state'] == 'interrupted'
     assert status['exit_code'] != -signal.SIGKILL  # it stopped by itself

@@ -17,6 +17,7 @@ Prints a table and saves it as JSON (--json).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -78,7 +79,11 @@ def measure(gin_file: str, sweep: bool) -> dict:
         cache = os.path.join(work, 'cache')
         path = lambda name: os.path.join(work, name)
         print('timing import trax, alone and through the bridge', flush=True)
-        result = {'import_trax_s': _timed(['-c', 'import trax'], ''),
+        # trax alone imports gym, which the lean install leaves out (the
+        # bridge stands in for it): None where it cannot be timed.
+        alone = importlib.util.find_spec('gym') is not None
+        result = {'import_trax_s': _timed(['-c', 'import trax'], '')
+                  if alone else None,
                   'import_bridged_trax_s': _timed(
                       ['-c', 'import models.trax_bridge'], '')}
         print('timing a one-step run: empty cache, warm cache, no cache',
@@ -101,7 +106,9 @@ def measure(gin_file: str, sweep: bool) -> dict:
 def format_table(gin_file: str, r: dict) -> str:
     return '\n'.join([
         f'| {gin_file}, command to first step | seconds |', '|---|---|',
-        f'| `import trax` alone | {r["import_trax_s"]:.1f} |',
+        '| `import trax` alone | ' + (
+            'n/a (needs gym, not installed) |' if r['import_trax_s'] is None
+            else f'{r["import_trax_s"]:.1f} |'),
         f'| `import trax` through models.trax_bridge (as every command '
         f'does) | {r["import_bridged_trax_s"]:.1f} |',
         f'| first run (empty compilation cache) | {r["first_run_s"]:.1f} |',

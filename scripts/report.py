@@ -7,6 +7,8 @@ Writes into the sweep directory (or --output_dir):
   report.md, report.csv   one row per trial: its swept values, status, last
                           step, final and best eval metrics, steps/s, wall
                           time, error and where it ran (its manifest)
+  report.json             the same rows, the machines and the sweep's span
+                          (what scripts.benchmarks.tables makes docs from)
   plots/<metric>_vs_<axis>.png   the metric's final value against each axis
   plots/<metric>_over_steps.png  the metric over training steps, per trial
 
@@ -24,7 +26,7 @@ from typing import Any
 
 from absl import flags
 
-from experiments import cli, manifest as run_manifest
+from experiments import cli, manifest as run_manifest, run_dir
 from experiments.errors import ConfigError
 from experiments.summaries import read_scalars
 from scripts.sweeps import layout
@@ -126,6 +128,21 @@ def write_markdown(rows: list[dict], path: str, title: str) -> str:
     with open(path, 'w') as f:
         f.write(text)
     return text
+
+
+def timing(sweep_dir: str, manifest: dict) -> dict[str, Any]:
+    """The runner's --parallel and the seconds from the first trial's start
+    to the last one's end; None where trials were rerun, are unfinished or
+    ran elsewhere (the span would count pauses, or is unknown)."""
+    statuses = [layout.read_status(os.path.join(sweep_dir, t['name'])) or {}
+                for t in manifest['trials']]
+    parallel = {s.get('parallel') for s in statuses}
+    once = all(s.get('attempts') == 1 and s.get('ended_at')
+               for s in statuses)
+    return {'parallel': parallel.pop() if len(parallel) == 1 else None,
+            'span_s': round(max(s['ended_at'] for s in statuses)
+                            - min(s['started_at'] for s in statuses), 1)
+            if once else None}
 
 
 def write_csv(rows: list[dict], path: str) -> None:
@@ -232,6 +249,10 @@ def report(sweep_dir: str, metric: str, output_dir: str) -> str:
     text = write_markdown(rows, os.path.join(output_dir, 'report.md'),
                           manifest['sweep'])
     write_csv(rows, os.path.join(output_dir, 'report.csv'))
+    machines = sorted({r['ran_on'] for r in rows if r['ran_on']})
+    run_dir.write_json(os.path.join(output_dir, 'report.json'), {
+        'sweep': manifest['sweep'], 'machine': '; '.join(machines),
+        **timing(sweep_dir, manifest), 'rows': rows})
     if logged:
         plot(manifest, scalars, metric, os.path.join(output_dir, 'plots'))
     return text
@@ -243,7 +264,8 @@ def _command(args: list[str]) -> int:
                           'python -m scripts.report runs/sweeps/reformer_lsh')
     output_dir = _OUTPUT_DIR.value or args[0]
     print(report(args[0], _METRIC.value, output_dir))
-    print(f'Wrote report.md, report.csv and plots/ in {output_dir}')
+    print(f'Wrote report.md, report.csv, report.json and plots/ in '
+          f'{output_dir}')
     return 0
 
 

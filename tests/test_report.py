@@ -2,6 +2,7 @@
 finished, failed, running and never-run trials, best vs final values, and
 bad input. The report of a real sweep run is in test_sweep_runs.py."""
 import csv
+import json
 import os
 
 import pytest
@@ -142,3 +143,31 @@ def test_the_report_says_where_each_trial_ran(sweep_root, tmp_path):
     assert f'- {ran_on}: {NAMES[0]}, {NAMES[1]}' in markdown.splitlines()
     rows = _rows(os.path.join(out, 'report.csv'))
     assert [rows[n]['ran_on'] for n in NAMES] == [ran_on, ran_on, '', '']
+
+
+def test_report_json_has_the_rows_and_the_span_of_a_sweep_run_once(tmp_path):
+    root = str(tmp_path / 'sweep')
+    trials = spec.expand(SWEEP)
+    layout.write_manifest(root, layout.manifest('lsh', SWEEP, trials))
+    for i, name in enumerate(NAMES):
+        _log(os.path.join(root, name), [0.5, 0.9], [1.0, 50.0])
+        layout.write_status(os.path.join(root, name), {
+            'name': name, 'state': 'finished', 'attempts': 1, 'parallel': 2,
+            'wall_time_s': 10.0, 'started_at': 1000.0 + 10 * i,
+            'ended_at': 1010.0 + 10 * i})
+    out = str(tmp_path / 'out')
+    report.report(root, 'eval/metrics/accuracy', out)
+    with open(os.path.join(out, 'report.json')) as f:
+        data = json.load(f)
+    assert data['sweep'] == 'lsh' and data['parallel'] == 2
+    assert data['span_s'] == 40.0  # first start 1000, last end 1040
+    assert [r['trial'] for r in data['rows']] == NAMES
+    assert data['rows'][0]['eval_accuracy'] == pytest.approx(0.9)
+
+    # A rerun trial's clock times no longer span one sitting.
+    status = layout.read_status(os.path.join(root, NAMES[0]))
+    layout.write_status(os.path.join(root, NAMES[0]),
+                        {**status, 'attempts': 2})
+    report.report(root, 'eval/metrics/accuracy', out)
+    with open(os.path.join(out, 'report.json')) as f:
+        assert json.load(f)['span_s'] is None

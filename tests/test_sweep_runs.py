@@ -9,6 +9,7 @@ The last test interrupts a long sweep of its own.
 import contextlib
 import csv
 import io
+import json
 import os
 import re
 import shlex
@@ -195,6 +196,12 @@ def test_report_writes_table_and_plots(tiny, tmp_path):
         assert float(row['best_eval_loss']) <= float(row['eval_loss'])
         assert float(row['steps_per_second']) > 0
         assert float(row['wall_time_s']) > 0
+    with open(out / 'report.json') as f:
+        data = json.load(f)
+    assert [r['trial'] for r in data['rows']] == [A, B]
+    for name in (A, B):  # each attempt's clock times, for the sweep's span
+        status = layout.read_status(os.path.join(tiny['root'], name))
+        assert 0 < status['started_at'] <= status['ended_at']
     final_b = read_scalars(os.path.join(tiny['root'], B, 'eval'))[
         'metrics/accuracy'][-1][1]
     assert float(rows[1]['eval_accuracy']) == pytest.approx(final_b)

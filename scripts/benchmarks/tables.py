@@ -28,7 +28,7 @@ from absl import flags
 
 from experiments import cli
 from experiments.errors import ConfigError
-from scripts.benchmarks import length, solve, startup, train
+from scripts.benchmarks import decode, length, solve, startup, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -98,7 +98,40 @@ def length_table(data: dict) -> str:
             + length.format_longest(data['longest']))
 
 
+def decode_table(data: dict) -> str:
+    s = data['settings']
+    return (f'd_model {s["d_model"]}, d_ff {s["d_ff"]}, {s["n_layers"]} '
+            f'layers, {s["n_heads"]} heads, vocabulary {s["vocab_size"]}, LSH '
+            f'with {s["n_hashes"]} hashes and chunk {s["chunk_len"]}, max_len '
+            f'{s["max_len"]}; generated tokens per second, best of '
+            f'{s["repeats"]} calls after a compiling one:\n\n'
+            + decode.format_table(data['rows']))
+
+
+def sweep_table(data: dict) -> str:
+    """A sweep's report.json: its span and one row per trial."""
+    span = (f'{data["span_s"] / 60:.1f} min from the first trial\'s start to '
+            f'the last one\'s end' if data['span_s'] is not None
+            else 'span unknown (trials were rerun)')
+    lines = [f'`{data["sweep"]}`, {len(data["rows"])} trials, '
+             f'--parallel={data["parallel"]}: {span}.', '',
+             '| trial | steps | eval accuracy | eval sequence accuracy | '
+             'steps/s | wall time (min) |', '|---|---|---|---|---|---|']
+    for r in data['rows']:
+        wall = None if r['wall_time_s'] is None else r['wall_time_s'] / 60
+        cells = [(r['steps'], 'd'), (r['eval_accuracy'], '.3f'),
+                 (r['eval_sequence_accuracy'], '.3f'),
+                 (r['steps_per_second'], '.1f'), (wall, '.1f')]
+        lines.append(f'| {r["trial"]} | ' + ' | '.join(
+            '' if value is None else format(value, form)
+            for value, form in cells) + ' |')
+    return '\n'.join(lines)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
+    'decode.json': decode_table,
+    'sweep_reformer_lsh.json': sweep_table,
+    'sweep_model_sizes.json': sweep_table,
     'train.json': train_table,
     'train_cpu_threads.json': pool_table,
     'startup.json': startup_table,

@@ -143,7 +143,10 @@ class LocalRunner:
                       command=shlex.join(command),
                       attempts=status.get('attempts', 0) + 1,
                       exit_code=None, error=None,
-                      wall_time_s=status.get('wall_time_s', 0.0))
+                      wall_time_s=status.get('wall_time_s', 0.0),
+                      # Clock times of this attempt, for the sweep's span.
+                      started_at=round(time.time(), 1), ended_at=None,
+                      parallel=self.parallel)
         with open(log_path, 'a') as log:
             log.write(f'# attempt {status["attempts"]}, '
                       f'{time.strftime("%Y-%m-%d %H:%M:%S")}: '
@@ -172,6 +175,7 @@ class LocalRunner:
         wall = run.status['wall_time_s'] + time.monotonic() - run.started
         run.status.update(state=state, exit_code=exit_code,
                           wall_time_s=round(wall, 1),
+                          ended_at=round(time.time(), 1),
                           error=None if exit_code == 0 else error_line(
                               log_text))
         layout.write_status(run.trial_dir, run.status)

@@ -38,7 +38,8 @@ setup(
                  'gin_configs.*']),
     # Experiment files ship with the code, so `--gin_file=reformer_copy.gin`
     # works from an installed package too.
-    package_data={'gin_configs': ['*.gin', 'common/*.gin', 'sweeps/*.gin']},
+    package_data={'gin_configs': ['*.gin', 'common/*.gin', 'sweeps/*.gin',
+                                  'zoo/*.gin']},
     install_requires=REQUIRED,
     extras_require={
         'upstream': UPSTREAM,

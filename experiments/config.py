@@ -293,6 +293,8 @@ def build_experiment(for_training: bool = True):
             _construct_layers(experiment, for_training)
         except (ValueError, TypeError) as e:
             raise ConfigError(_explain(e)) from e
+        except RecursionError:
+            raise ConfigError(_cycle()) from None
         except RuntimeError as e:
             # gin's one RuntimeError: a referenced configurable (`@name()`)
             # has a required parameter that nothing binds.
@@ -300,6 +302,17 @@ def build_experiment(for_training: bool = True):
                 raise
             raise ConfigError(_explain(e)) from e
     return experiment
+
+
+def _cycle() -> str:
+    """What a RecursionError in gin's calls means: a binding whose value
+    calls the configurable it binds, named where the parse has one."""
+    latest = {b.key: b for b in _parsed}
+    own = [b for b in latest.values() if b.owner in b.refers_to]
+    where = (f'{own[0].name} ({own[0].where}) is bound to a call of '
+             f'{own[0].owner} itself' if own else
+             'a configurable is bound to a call of itself')
+    return f'the gin bindings refer to each other in a cycle: {where}'
 
 
 def _construct_layers(experiment, for_training: bool) -> None:

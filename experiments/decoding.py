@@ -1,11 +1,14 @@
 """Fast autoregressive decoding in trax predict mode, and exact-match scoring.
 
 `Decoder` rebuilds a model spec in predict mode (cached keys/values for
-TransformerLM and full attention, the LSH memory for ReformerLM) and runs the
-whole per-token loop as one compiled `jax.lax.scan`: prompt tokens are fed
-teacher-forced, then each sampled token is fed back. One compilation serves a
-(batch size, length, temperature) triple; weights are an argument, so new
-weights (during training) do not recompile.
+TransformerLM and full attention, the LSH memory for ReformerLM, the window's
+memory for local attention) and runs the whole per-token loop as one compiled
+`jax.lax.scan`: at forced positions (a prompt, or a task's given tokens
+between answers) the true token is fed, elsewhere the model's own sampled
+token. One compilation serves a (batch size, length, temperature) triple;
+weights and the forced mask are arguments, so new weights (during training)
+or another mask do not recompile. Settings that predict mode cannot decode
+exactly are refused (`why_not_decodable`).
 
 Position t's logits predict token t from tokens < t, exactly as in the eval
 model (whose ShiftRight pads with START_ID); see tests/test_decoding.py for
@@ -46,17 +49,39 @@ def max_decode_length(spec: LanguageModel) -> int:
     return spec.max_len  # ReformerLM's predict memory is max_len long
 
 
-def check_decodable(spec: LanguageModel, length: int) -> None:
-    """Raises DecodeError unless predict mode can decode `length` tokens."""
+def why_not_decodable(spec: LanguageModel, length: int) -> str | None:
+    """Why predict mode cannot decode `length` tokens of `spec` as its
+    eval-mode forward pass computes them (one line), or None if it can."""
     limit = max_decode_length(spec)
     if not 1 <= length <= limit:
-        raise DecodeError(f'cannot decode {length} tokens with {spec.name} '
-                          f'(max_len={spec.max_len}); the limit is {limit}')
-    if (isinstance(spec, ReformerLM) and spec.attention == 'lsh'
-            and spec.n_chunks_after):
+        return (f'cannot decode {length} tokens with {spec.name} '
+                f'(max_len={spec.max_len}); the limit is {limit}')
+    if not isinstance(spec, ReformerLM):
+        return None
+    if spec.attention == 'lsh' and spec.n_chunks_after:
         # trax's incremental LSH attends only to the past.
-        raise DecodeError(f'{spec.name} decodes only with n_chunks_after=0, '
-                          f'got {spec.n_chunks_after}')
+        return (f'{spec.name} decodes only with n_chunks_after=0, got '
+                f'{spec.n_chunks_after}')
+    # attention='favor' decodes: models.favor keeps its prefix sums in the
+    # predict state (trax's CausalFavorAttention would restart them at
+    # every token; tests/test_attention_types.py shows both).
+    if (spec.attention == 'local' and spec.chunk_len == 1
+            and spec.n_chunks_before == 0):
+        # trax's predict memory is the window, chunk_len * (1 +
+        # n_chunks_before) tokens; a memory of one is refilled as if the
+        # sequence restarted, which trax marks with NaN.
+        return (f"{spec.name}.attention='local' with a one-token window "
+                '(chunk_len=1, n_chunks_before=0) cannot decode: trax\'s '
+                'predict memory turns every token after the first into NaN')
+    return None
+
+
+def check_decodable(spec: LanguageModel, length: int) -> None:
+    """Raises DecodeError unless predict mode can decode `length` tokens
+    exactly (see why_not_decodable)."""
+    reason = why_not_decodable(spec, length)
+    if reason:
+        raise DecodeError(reason)
 
 
 def predict_spec(spec: LanguageModel, length: int) -> LanguageModel:
@@ -125,7 +150,7 @@ class Decoder:
         model's."""
         return jax.tree_util.tree_map(_fit_leaf, weights, self._weight_shapes)
 
-    def _scan(self, weights, state, prompts, prompt_lengths, rng, *,
+    def _scan(self, weights, state, prompts, forced, rng, *,
               temperature: float, with_logits: bool):
         weights = self.predict_weights(weights)
         # Predict mode has no dropout; trax still wants a key per call.
@@ -141,7 +166,7 @@ class Decoder:
                     jax.random.fold_in(sample_rng, t), logits / temperature)
             else:
                 sampled = jnp.argmax(logits, axis=-1)
-            token = jnp.where(t < prompt_lengths, prompts[:, t],
+            token = jnp.where(forced[:, t], prompts[:, t],
                               sampled.astype(jnp.int32))
             return (state, token), (token, logits if with_logits else None)
 
@@ -153,36 +178,57 @@ class Decoder:
             return tokens, jnp.swapaxes(logits, 0, 1)
         return tokens
 
-    def decode(self, weights, prompts: np.ndarray, prompt_lengths: np.ndarray,
-               *, temperature: float = 0.0, seed: int = 0,
-               with_logits: bool = False):
+    def decode(self, weights, prompts: np.ndarray,
+               prompt_lengths: np.ndarray | None = None, *,
+               forced: np.ndarray | None = None, temperature: float = 0.0,
+               seed: int = 0, with_logits: bool = False):
         """Completes each prompt to `length` tokens.
 
         weights: the model's weights (as trained, any mode).
         prompts: int [batch, >= max prompt length]; row b's prompt is its
           first prompt_lengths[b] tokens (at least 1), the rest is ignored.
+        forced: instead of prompt_lengths, bool [batch, length]: the
+          positions whose token is taken from `prompts` (which must then
+          reach them); the model generates the others, each from the tokens
+          before it (forced ones and its own). prompt_lengths p means forced
+          = position < p.
         temperature: 0 decodes greedily; > 0 samples from softmax(logits / T)
           with a key derived from `seed` and the position.
-        Returns int32 tokens [batch, length] (the prompts, then what the model
-        generated) and, with_logits, the logits [batch, length, vocab] that
-        predicted each position.
+        Returns int32 tokens [batch, length] (the forced tokens and what the
+        model generated) and, with_logits, the logits [batch, length, vocab]
+        that predicted each position.
         """
         prompts = np.asarray(prompts, np.int32)
-        prompt_lengths = np.asarray(prompt_lengths, np.int32)
-        if prompts.ndim != 2 or prompt_lengths.shape != prompts.shape[:1]:
-            raise DecodeError('prompts must be [batch, length] with one '
-                              'prompt length per row')
-        if prompt_lengths.min() < 1 or prompt_lengths.max() > min(
-                self.length, prompts.shape[1]):
-            raise DecodeError(f'prompt lengths must be in [1, {self.length}]'
-                              f', got {prompt_lengths.tolist()}')
+        if prompts.ndim != 2:
+            raise DecodeError('prompts must be [batch, length]')
+        width = min(self.length, prompts.shape[1])
+        if (prompt_lengths is None) == (forced is None):
+            raise DecodeError('give exactly one of prompt_lengths and '
+                              'forced')
+        if forced is None:
+            prompt_lengths = np.asarray(prompt_lengths, np.int32)
+            if prompt_lengths.shape != prompts.shape[:1]:
+                raise DecodeError('prompts must be [batch, length] with one '
+                                  'prompt length per row')
+            if prompt_lengths.min() < 1 or prompt_lengths.max() > width:
+                raise DecodeError(f'prompt lengths must be in [1, '
+                                  f'{self.length}], got '
+                                  f'{prompt_lengths.tolist()}')
+            forced = np.arange(self.length) < prompt_lengths[:, None]
+        else:
+            forced = np.asarray(forced, bool)
+            if forced.shape != (len(prompts), self.length):
+                raise DecodeError(f'forced must be [batch, {self.length}] '
+                                  f'bool, got shape {forced.shape}')
+            if forced[:, width:].any():
+                raise DecodeError(f'forced reaches past the prompts\' '
+                                  f'{width} tokens')
         if temperature < 0:
             raise DecodeError(f'temperature must be >= 0, got {temperature}')
         padded = np.zeros((len(prompts), self.length), np.int32)
-        width = min(self.length, prompts.shape[1])
         padded[:, :width] = prompts[:, :width]
         return self._run(weights, self.initial_state(len(prompts)), padded,
-                         prompt_lengths, jax.random.PRNGKey(seed),
+                         forced, jax.random.PRNGKey(seed),
                          temperature=float(temperature),
                          with_logits=with_logits)
 
@@ -196,10 +242,12 @@ def decoder_for(spec: LanguageModel, length: int, seed: int = 0) -> Decoder:
 
 @dataclasses.dataclass(frozen=True)
 class Examples:
-    """Task sequences split into prompt and answer.
+    """Task sequences split into given tokens and answers.
 
-    The answer is the weighted positions of a task batch (the second half);
-    the prompt is everything before the first of them.
+    The answer is the weighted positions of a task batch (the second half
+    for copy and reversal; several separate stretches for tasks that
+    interleave queries and answers); every other position is given.
+    prompt_lengths is the position of each row's first answer.
     """
 
     targets: np.ndarray  # int [batch, length]
@@ -216,6 +264,14 @@ class Examples:
         return cls(np.asarray(targets, np.int32), answer,
                    answer.argmax(axis=1).astype(np.int32))
 
+    @property
+    def forced(self) -> np.ndarray:
+        """The positions decoding feeds from the targets: all but answers.
+        For one stretch of answer (copy, reversal) it decodes the answer as
+        prompt_lengths would; only the padding after it is fed, not
+        generated."""
+        return ~self.answer_mask
+
     def correct(self, generated: np.ndarray) -> np.ndarray:
         """Per example: whether every answer token was generated exactly."""
         wrong = (np.asarray(generated) != self.targets) & self.answer_mask
@@ -224,15 +280,16 @@ class Examples:
 
 def generate_answers(decoder: Decoder, weights, examples: Examples,
                      temperature: float = 0.0, seed: int = 0) -> np.ndarray:
-    """The sequences the model generates from each example's prompt."""
+    """The sequences the model generates: each answer token from the given
+    tokens and its own earlier answers."""
     return np.asarray(decoder.decode(weights, examples.targets,
-                                     examples.prompt_lengths,
+                                     forced=examples.forced,
                                      temperature=temperature, seed=seed))
 
 
 def exact_match(decoder: Decoder, weights, batches: Iterable) -> float:
-    """Share of examples whose whole generated answer (greedy, not teacher
-    forced) equals the target."""
+    """Share of examples whose whole generated answer (greedy; the given
+    tokens are fed, the answers are the model's own) equals the target."""
     results = []
     for batch in batches:
         examples = Examples.from_batch(batch)

@@ -94,12 +94,14 @@ def write_json(path: str, value) -> None:
 
 
 def write_progress(output_dir: str, step: int, n_steps: int, evals: dict,
-                   steps_per_second: float | None = None,
+                   about: dict, steps_per_second: float | None = None,
                    finished: bool = False) -> None:
     """Records the run's last evaluation in PROGRESS_FILE, which sweep
-    runners read (the progress lines printed are for people)."""
+    runners and reports read (the progress lines printed are for people),
+    with `about`: what does not change over the run (its parameter count,
+    its task length)."""
     write_json(os.path.join(output_dir, PROGRESS_FILE), {
-        'step': step, 'n_steps': n_steps, 'eval': evals,
+        'step': step, 'n_steps': n_steps, 'eval': evals, **about,
         'steps_per_second': steps_per_second, 'finished': finished})
 
 

@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import gin
 import jax
@@ -32,7 +32,7 @@ from experiments import summaries
 from experiments import xla_cpu
 from experiments.summaries import SummaryWriter
 from models.language_models import LanguageModel
-from tasks import SequenceTask
+from tasks import Task
 
 METRIC_NAMES = ('loss', 'accuracy', 'sequence_accuracy')
 # Steps per compiled call: enough to make per-call overhead vanish, few enough
@@ -107,6 +107,9 @@ class Experiment:
       at the last step) also measure exact_match: the share of eval examples
       whose whole answer the model generates itself (greedy, predict mode).
       0 turns it off.
+    eval_lengths: other task lengths evaluated alongside (length
+      generalisation): each metric also as `<metric>@<length>`, decoded
+      ones too at decoding evaluations. The model must take each length.
     cpu_threads: XLA:CPU's thread pool. Part of the experiment, like the
       seed: other pool sizes give other bits (experiments/xla_cpu.py), so
       the default is a fixed 2, not one per core, and a resume in a process
@@ -123,7 +126,7 @@ class Experiment:
     used.
     """
 
-    task: SequenceTask
+    task: Task
     model: LanguageModel
     n_steps: int
     optimizer: Callable[[], trax.optimizers.Optimizer] = trax.optimizers.Adam
@@ -135,6 +138,7 @@ class Experiment:
     n_devices: int | None = None
     decode_eval_every: int = 0
     cpu_threads: int = xla_cpu.DEFAULT_THREADS
+    eval_lengths: Sequence[int] = ()
 
     def __post_init__(self):
         if (not isinstance(self.cpu_threads, int)
@@ -165,13 +169,12 @@ class Experiment:
             raise ValueError('Experiment.lr_schedule must be None or a '
                              'schedule such as @lr_schedules.multifactor(), '
                              f'got {self.lr_schedule!r}')
-        if not isinstance(self.task, SequenceTask):
+        if not isinstance(self.task, Task):
             raise ValueError('Experiment.task must be a task such as '
                              f'@tasks.copy(), got {self.task!r}')
         if not isinstance(self.model, LanguageModel):
             raise ValueError('Experiment.model must be a model such as '
                              f'@models.ReformerLM(), got {self.model!r}')
-        self.model.check(self.task.length, self.task.vocab_size)
         if (not isinstance(self.decode_eval_every, int)
                 or isinstance(self.decode_eval_every, bool)
                 or self.decode_eval_every < 0
@@ -180,8 +183,26 @@ class Experiment:
                 'Experiment.decode_eval_every must be 0 (off) or a multiple '
                 f'of eval_every={self.eval_every}, got '
                 f'{self.decode_eval_every!r}')
-        if self.decode_eval_every:
-            decoding.check_decodable(self.model, self.task.length)
+        if not isinstance(self.eval_lengths, (list, tuple)) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1
+                for n in self.eval_lengths):
+            raise ValueError('Experiment.eval_lengths must be a list of '
+                             f'positive ints, got {self.eval_lengths!r}')
+        object.__setattr__(self, 'eval_lengths', tuple(self.eval_lengths))
+        for length in (self.task.length,) + self.eval_lengths:
+            try:
+                self.model.check(length, self.task_at(length).vocab_size)
+                if self.decode_eval_every:
+                    decoding.check_decodable(self.model, length)
+            except ValueError as e:
+                if length == self.task.length:
+                    raise
+                raise type(e)(f'Experiment.eval_lengths: at {length}: {e}'
+                              ) from e
+
+    def task_at(self, length: int):
+        """The task with its sequences `length` long."""
+        return dataclasses.replace(self.task, length=length)
 
     def resolved_n_devices(self) -> int:
         """The devices the batch is split over, checked against this
@@ -295,6 +316,12 @@ class TrainingRun:
 
         self.step = 0
         weights, state = model_with_loss.weights, model_with_loss.state
+        # Printed and recorded so that comparisons (attention types, sizes)
+        # can be made like for like.
+        self.n_parameters = int(sum(
+            np.size(w) for w in jax.tree_util.tree_leaves(weights)))
+        self.about = {'n_parameters': self.n_parameters,
+                      'length': task.length}
         slots = optimizer.slots
         restored = checkpoints.load(output_dir, like={
             'weights': weights, 'state': state, 'slots': slots})
@@ -318,11 +345,8 @@ class TrainingRun:
             donate_argnums=(0, 1, 2),
             out_shardings=(replicated, replicated, replicated, replicated))
 
-        self._evaluation = Evaluation(
-            experiment.model, signature, self._init_rng, self._eval_rng,
-            place=self._replicate,
-            place_batch=lambda b: jax.device_put(b, self._batch_sharding),
-            on_call=lambda: self._after_call('metrics'))
+        self._evaluations: dict[int, Evaluation] = {}
+        self._evaluation = self._evaluation_at(task.length, sample)
         self._called = set()  # the compiled programs called so far
 
     def _after_call(self, program: str) -> None:
@@ -336,17 +360,34 @@ class TrainingRun:
         """Loss and metrics (eval mode, current weights) averaged over batches."""
         return self._evaluation(self.weights[0], self.state[0], batches)
 
-    def evaluate(self) -> dict[str, float]:
-        stream = self.exp.task.stream('eval')
-        return self.metrics(next(stream) for _ in range(self.exp.n_eval_batches))
+    def evaluate(self, decode: bool = False) -> dict[str, float]:
+        """The eval metrics (and, if `decode`, exact_match) at the task's
+        length, and as `<metric>@<length>` at each of eval_lengths."""
+        evals = {}
+        for length in (self.exp.task.length,) + self.exp.eval_lengths:
+            task = self.exp.task_at(length)
+            batches = [task.batch('eval', i)
+                       for i in range(self.exp.n_eval_batches)]
+            at = self._evaluation_at(length, batches[0])(
+                self.weights[0], self.state[0], batches)
+            if decode:
+                decoder = decoding.decoder_for(self.exp.model, length,
+                                               seed=self.exp.seed)
+                at['exact_match'] = decoding.exact_match(
+                    decoder, self.weights[0], batches)
+            suffix = '' if length == self.exp.task.length else f'@{length}'
+            evals.update({f'{k}{suffix}': v for k, v in at.items()})
+        return evals
 
-    def exact_match(self) -> float:
-        """Decoded exact match on the eval batches, with current weights."""
-        decoder = decoding.decoder_for(self.exp.model, self.exp.task.length,
-                                       seed=self.exp.seed)
-        batches = (self.exp.task.batch('eval', i)
-                   for i in range(self.exp.n_eval_batches))
-        return decoding.exact_match(decoder, self.weights[0], batches)
+    def _evaluation_at(self, length: int, sample) -> 'Evaluation':
+        """The compiled evaluation of sequences `length` long."""
+        if length not in self._evaluations:
+            self._evaluations[length] = Evaluation(
+                self.exp.model, shapes.signature(sample), self._init_rng,
+                self._eval_rng, place=self._replicate,
+                place_batch=lambda b: jax.device_put(b, self._batch_sharding),
+                on_call=lambda: self._after_call(f'metrics@{length}'))
+        return self._evaluations[length]
 
     def learning_rates(self, first: int, n: int) -> np.ndarray:
         """The schedule's rates for steps first .. first + n - 1."""
@@ -491,14 +532,17 @@ def train(experiment: Experiment, output_dir: str,
             f'(n_steps={exp.n_steps}); evaluating it.')
         evals = run.evaluate()
         run_dir.write_progress(output_dir, run.step, exp.n_steps, evals,
-                               finished=True)
+                               run.about, finished=True)
         log(_final_line(evals))
         return evals
     if run.step:
         log(f'Resuming from the checkpoint at step {run.step}'
             + (f' (last start: {manifest.describe(starts[-1])})' if starts
                else '') + '.')
-    log(f'Training {type(exp.model).__name__} on {exp.task.name} '
+    if exp.model.unread():
+        log(f'Note: models.{exp.model.name}: {exp.model.unread()}.')
+    log(f'Training {type(exp.model).__name__} '
+        f'({run.n_parameters:,} parameters) on {exp.task.name} '
         f'(length {exp.task.length}, batch {exp.task.batch_size}) for '
         f'{exp.n_steps} steps on {run.n_devices} device(s); '
         f'writing to {output_dir}')
@@ -543,10 +587,8 @@ def train(experiment: Experiment, output_dir: str,
                     time.perf_counter() - start_time)
                 train_metrics = {**run.metrics(batches[-1:]),
                                  'loss': train_loss}
-                evals = run.evaluate()
-                if exp.decode_eval_every and (
-                        run.step % exp.decode_eval_every == 0 or last):
-                    evals['exact_match'] = run.exact_match()
+                evals = run.evaluate(decode=bool(exp.decode_eval_every) and (
+                    run.step % exp.decode_eval_every == 0 or last))
                 train_writer.scalars(run.step, {
                     **{f'metrics/{k}': v for k, v in train_metrics.items()},
                     'training/learning_rate': run.learning_rate(run.step),
@@ -558,7 +600,7 @@ def train(experiment: Experiment, output_dir: str,
                 log(_progress_line(run.step, exp.n_steps, train_metrics,
                                    evals, steps_per_second))
                 run_dir.write_progress(output_dir, run.step, exp.n_steps,
-                                       evals, steps_per_second)
+                                       evals, run.about, steps_per_second)
                 losses = []
             if checkpoint_now:
                 run.save()
@@ -568,7 +610,7 @@ def train(experiment: Experiment, output_dir: str,
         train_writer.close()
         eval_writer.close()
     run_dir.write_progress(output_dir, run.step, exp.n_steps, evals,
-                           finished=True)
+                           run.about, finished=True)
     log(_final_line(evals))
     return evals
 

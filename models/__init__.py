@@ -8,11 +8,12 @@ jax_private lists the private JAX APIs the project uses.
 """
 import gin
 
-from models.language_models import (ATTENTION_TYPES, ModelConfigError,
-                                    ReformerLM, TransformerLM)
+from models.language_models import (ATTENTION_TYPES, POS_TYPES,
+                                    ModelConfigError, ReformerLM,
+                                    TransformerLM)
 
 for _spec in (TransformerLM, ReformerLM):
     gin.external_configurable(_spec, module='models')
 
-__all__ = ['ATTENTION_TYPES', 'ModelConfigError', 'ReformerLM',
+__all__ = ['ATTENTION_TYPES', 'POS_TYPES', 'ModelConfigError', 'ReformerLM',
            'TransformerLM']

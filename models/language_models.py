@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from models import favor
 from models.trax_bridge import tl, trax
 
 MODES = ('train', 'eval', 'predict')
@@ -67,6 +68,11 @@ class LanguageModel:
                  f'task vocabulary size {vocab_size} exceeds '
                  f'{self.name}.vocab_size={self.vocab_size}')
 
+    def unread(self) -> str:
+        """Which settings made this model as configured does not read, as a
+        phrase ('' if none)."""
+        return ''
+
     def __call__(self, mode: str = 'train') -> tl.Layer:
         _require(mode in MODES, f'mode must be one of {MODES}, got {mode!r}')
         return self._build(mode)
@@ -86,17 +92,63 @@ class TransformerLM(LanguageModel):
             max_len=self.max_len, dropout=self.dropout, mode=mode)
 
 
-ATTENTION_TYPES = ('lsh', 'full')
+ATTENTION_TYPES = ('lsh', 'full', 'local', 'favor')
+# ReformerLM's attention settings, and those each type reads.
+_ATTENTION_FIELDS = ('n_hashes', 'n_buckets', 'chunk_len', 'n_chunks_before',
+                     'n_chunks_after')
+_READS = {'lsh': _ATTENTION_FIELDS, 'full': (), 'favor': (),
+          'local': ('chunk_len', 'n_chunks_before')}
+
+# The pos_type values trax 1.4.1's configurable_transformer.PositionalEncoder
+# builds and runs here; None is its default, a trainable table of max_len
+# rows. Any other string selects axial encoding, which needs pos_axial_shape
+# and pos_d_axial_embs, which this spec does not expose.
+POS_TYPES = (None, 'sin-cos', 'fixed-base', 'no')
+# Values PositionalEncoder names that fail in trax 1.4.1 on current JAX.
+_BROKEN_POS_TYPES = {
+    'infinite': "trax's InfinitePositionalEncoding calls "
+                'jax.random.threefry_2x32, which current JAX does not have',
+    'time-bin': "trax builds TimeBinPositionalEncoding without the "
+                'time_bin_length it requires',
+}
+_BROKEN_POS_TYPES['infinite-affine'] = _BROKEN_POS_TYPES['infinite']
+# FixedBasePositionalEncoding splits d_model over this many digits (trax's
+# default n_digits, which PositionalEncoder leaves as is).
+_FIXED_BASE_DIGITS = 8
 
 
 @dataclasses.dataclass(frozen=True)
 class ReformerLM(LanguageModel):
-    """trax's ReformerLM: reversible layers, chunked feed-forward, and LSH or
-    full (shared-QK) attention.
+    """trax's ReformerLM: reversible layers, chunked feed-forward, positional
+    encoding `pos_type`, and the attention layer `attention` names, all
+    trax 1.4.1's own but FAVOR's core (models/favor.py). Besides the shared
+    fields, each type reads:
 
-    Both attention types share query and key, so their weights have the same
-    shapes: a model trained with one can be evaluated with the other.
-    n_buckets=None lets trax pick about 2 * length / chunk_len buckets.
+    - 'lsh': tl.LSHSelfAttention; n_hashes, n_buckets, chunk_len,
+      n_chunks_before, n_chunks_after, dropout.
+    - 'full': tl.SelfAttention, causal over the whole sequence; dropout.
+    - 'local': tl.SelfAttention in chunks of chunk_len, each position
+      attending causally to its own chunk and the n_chunks_before before it
+      (a window of chunk_len * n_chunks_before + 1 to chunk_len *
+      (1 + n_chunks_before) tokens); chunk_len, n_chunks_before, dropout.
+    - 'favor': Performer's FAVOR causal attention (ReLU features, prefix
+      sums, linear in length): models.favor.CausalFavor, trax's CausalFavor
+      with the same weights and train/eval arithmetic, whose predict mode
+      keeps the prefix sums so that it decodes exactly; nothing more (like
+      trax's, it drops its dropout argument).
+
+    Fields a type does not read are not errors (a sweep over attention
+    types shares one set of bindings), but `unread` names those set away
+    from their defaults, and training prints them.
+    'lsh', 'full' and 'local' share query and key, so their weights have the
+    same shapes: a model trained with one can be evaluated with another.
+    'favor' has its own (query, key, value and output Dense layers, with
+    biases). n_buckets=None lets trax pick about 2 * length / chunk_len
+    buckets. pos_type is one of POS_TYPES: None keeps trax's default (a
+    trainable table of max_len positions), and with it the weights of runs
+    from before the field existed; 'sin-cos' and 'fixed-base' (trax's
+    defaults for them) start at a random position in half the training
+    batches and at 0 otherwise; 'no' adds no position at all.
     """
 
     attention: str = 'lsh'
@@ -106,6 +158,7 @@ class ReformerLM(LanguageModel):
     n_chunks_before: int = 1
     n_chunks_after: int = 0
     ff_chunk_size: int = 0
+    pos_type: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -128,13 +181,48 @@ class ReformerLM(LanguageModel):
             and self.n_buckets % 2 == 0),
                  f'{self.name}.n_buckets must be None or an even int >= 2, '
                  f'got {self.n_buckets!r}')
+        broken = (_BROKEN_POS_TYPES.get(self.pos_type)
+                  if isinstance(self.pos_type, str) else None)
+        _require(broken is None,
+                 f'{self.name}.pos_type={self.pos_type!r} cannot be used: '
+                 f'{broken}; use one of {POS_TYPES}')
+        _require(self.pos_type in POS_TYPES,
+                 f'{self.name}.pos_type must be one of {POS_TYPES}, got '
+                 f'{self.pos_type!r}')
+        if self.pos_type == 'fixed-base':
+            _require(self.d_model % _FIXED_BASE_DIGITS == 0,
+                     f"{self.name}.pos_type='fixed-base' needs d_model "
+                     f'divisible by {_FIXED_BASE_DIGITS} (its digits), got '
+                     f'{self.name}.d_model={self.d_model}')
+
+    def unread(self) -> str:
+        """The attention fields set to other than their defaults that the
+        attention type does not read: "attention='full' does not read
+        n_hashes=4"."""
+        defaults = {f.name: f.default for f in dataclasses.fields(ReformerLM)}
+        unread = [f'{name}={getattr(self, name)!r}'
+                  for name in _ATTENTION_FIELDS
+                  if name not in _READS[self.attention]
+                  and getattr(self, name) != defaults[name]]
+        return (f'attention={self.attention!r} does not read '
+                + ', '.join(unread)) if unread else ''
 
     def check(self, length: int, vocab_size: int) -> None:
         super().check(length, vocab_size)
-        if self.attention == 'lsh':
+        if self.attention in ('lsh', 'local'):
             _require(length % self.chunk_len == 0,
                      f'sequence length {length} is not a multiple of '
                      f'{self.name}.chunk_len={self.chunk_len}')
+        if self.attention == 'local':
+            # trax's chunked attention finds the chunks before by rolling
+            # the chunk axis, so a window reaching past the first chunk
+            # wraps around and counts some keys twice.
+            n_chunks = length // self.chunk_len
+            _require(self.n_chunks_before < n_chunks,
+                     f"{self.name}.n_chunks_before={self.n_chunks_before} "
+                     f"must be less than the {n_chunks} chunk(s) of length "
+                     f"{length} for attention='local' (trax's window would "
+                     f"wrap around); lower it, or use attention='full'")
         if self.ff_chunk_size:
             _require(length % self.ff_chunk_size == 0,
                      f'sequence length {length} is not a multiple of '
@@ -142,17 +230,38 @@ class ReformerLM(LanguageModel):
 
     def _attention_layer(self):
         d_head = self.d_model // self.n_heads
-        common = dict(d_qk=d_head, d_v=d_head, attention_dropout=self.dropout,
-                      predict_mem_len=self.max_len,
-                      predict_drop_len=self.max_len)
+        common = dict(d_qk=d_head, d_v=d_head, attention_dropout=self.dropout)
+        # Predict mode remembers the whole sequence (predict_spec sets
+        # max_len to the decoded length).
+        whole = dict(predict_mem_len=self.max_len,
+                     predict_drop_len=self.max_len)
         if self.attention == 'full':
             return functools.partial(tl.SelfAttention, share_qk=True,
-                                     chunk_len=None, **common)
+                                     chunk_len=None, **common, **whole)
+        if self.attention == 'local':
+            # share_qk=True as in 'lsh' and 'full': equal weight shapes, so
+            # the three evaluate each other's weights. No predict_mem_len:
+            # trax's default for chunked attention remembers chunk_len *
+            # (1 + n_chunks_before) tokens and drops the oldest chunk when
+            # full, which is the window of the chunked forward pass. Not
+            # n_chunks_after: causal masking hides later chunks, except
+            # where trax's roll wraps the last chunk's round to the first.
+            return functools.partial(
+                tl.SelfAttention, share_qk=True, chunk_len=self.chunk_len,
+                n_chunks_before=self.n_chunks_before, **common)
+        if self.attention == 'favor':
+            # trax's DecoderBlock (configurable_transformer's
+            # ApplyAttentionLayer) first calls it with d_qk/d_v keywords;
+            # CausalFavor takes none, so on the TypeError it builds
+            # CausalFavor(d_model, n_heads=, dropout=, mode=) instead. Ours,
+            # not tl.CausalFavor: trax's keeps no prefix sums in predict
+            # mode; the weights are the same tree.
+            return favor.CausalFavor
         return functools.partial(
             tl.LSHSelfAttention, n_hashes=self.n_hashes,
             n_buckets=self.n_buckets, chunk_len=self.chunk_len,
             n_chunks_before=self.n_chunks_before,
-            n_chunks_after=self.n_chunks_after, **common)
+            n_chunks_after=self.n_chunks_after, **common, **whole)
 
     def _build(self, mode):
         d_head = self.d_model // self.n_heads
@@ -161,5 +270,5 @@ class ReformerLM(LanguageModel):
             d_attention_key=d_head, d_attention_value=d_head,
             n_layers=self.n_layers, n_heads=self.n_heads,
             dropout=self.dropout, max_len=self.max_len,
-            attention_type=self._attention_layer(),
+            attention_type=self._attention_layer(), pos_type=self.pos_type,
             ff_chunk_size=self.ff_chunk_size, mode=mode)

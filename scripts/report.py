@@ -5,8 +5,9 @@ r"""Tables and plots of a sweep's results, read from its TensorBoard events.
 
 Writes into the sweep directory (or --output_dir):
   report.md, report.csv   one row per trial: its swept values, status, last
-                          step, final and best eval metrics, steps/s, wall
-                          time, error and where it ran (its manifest)
+                          step, parameters, final and best eval metrics,
+                          steps/s, wall time, error and where it ran (its
+                          manifest)
   report.json             the same rows, the machines and the sweep's span
                           (what scripts.benchmarks.tables makes docs from)
   plots/<metric>_vs_<axis>.png   the metric's final value against each axis
@@ -29,7 +30,7 @@ from absl import flags
 from experiments import cli, manifest as run_manifest, run_dir
 from experiments.errors import ConfigError
 from experiments.summaries import read_scalars
-from scripts.sweeps import layout
+from scripts.sweeps import layout, results
 from scripts.sweeps.spec import short_value
 
 FLAGS = flags.FlagValues()
@@ -42,8 +43,6 @@ _OUTPUT_DIR = flags.DEFINE_string(
 
 RUNS = ('train', 'eval')
 EVAL_METRICS = ('loss', 'accuracy', 'sequence_accuracy')
-# best = lowest loss, highest accuracies
-_BEST = {'loss': min, 'accuracy': max, 'sequence_accuracy': max}
 
 
 def read_trial(trial_dir: str) -> dict[str, list[tuple[int, float]]]:
@@ -64,24 +63,37 @@ def _steps_per_second(points: list[tuple[int, float]]) -> float | None:
     return statistics.median(values[1:] or values)
 
 
+def eval_metrics(scalars: dict[str, dict]) -> list[str]:
+    """The eval metrics in the table: loss and accuracies always, then what
+    the trials logged besides (exact_match, `<metric>@<length>`)."""
+    logged = {tag.split('/', 2)[2] for found in scalars.values()
+              for tag in found if tag.startswith('eval/metrics/')}
+    return list(EVAL_METRICS) + sorted(logged - set(EVAL_METRICS))
+
+
 def table(manifest: dict, sweep_dir: str,
           scalars: dict[str, dict]) -> list[dict[str, Any]]:
     """One row per trial, in sweep order; missing numbers are None."""
+    metrics = eval_metrics(scalars)
     rows = []
     for trial in manifest['trials']:
         name = trial['name']
         status = layout.read_status(os.path.join(sweep_dir, name)) or {}
         found = scalars[name]
-        row = {'trial': name, **{k: _value(v)
+        row = {'trial': name, **{k: results.label(v)
                                  for k, v in trial['values'].items()},
                'status': status.get('state', 'not run')}
         evals = found.get('eval/metrics/loss', [])
         row['steps'] = evals[-1][0] if evals else None
-        for metric in EVAL_METRICS:
+        progress = run_dir.read_progress(os.path.join(sweep_dir, name)) or {}
+        row['length'] = progress.get('length')
+        row['n_parameters'] = progress.get('n_parameters')
+        for metric in metrics:
             points = found.get(f'eval/metrics/{metric}', [])
             row[f'eval_{metric}'] = points[-1][1] if points else None
+            best = min if metric.split('@')[0] == 'loss' else max
             row[f'best_eval_{metric}'] = (
-                _BEST[metric](v for _, v in points) if points else None)
+                best(v for _, v in points) if points else None)
         row['steps_per_second'] = _steps_per_second(
             found.get('train/training/steps_per_second', []))
         row['wall_time_s'] = status.get('wall_time_s')
@@ -90,12 +102,6 @@ def table(manifest: dict, sweep_dir: str,
         row['ran_on'] = run_manifest.describe(starts[-1]) if starts else None
         rows.append(row)
     return rows
-
-
-def _value(value: Any) -> Any:
-    """A swept value as the table shows it: numbers as they are, anything
-    else as in trial names (`ReformerLM` for '@models.ReformerLM()')."""
-    return value if isinstance(value, (int, float)) else short_value(value)
 
 
 def _cell(column: str, value: Any) -> str:
@@ -107,15 +113,20 @@ def _cell(column: str, value: Any) -> str:
     return str(value)
 
 
-def write_markdown(rows: list[dict], path: str, title: str) -> str:
+def _markdown_table(rows: list[dict], columns: list[str]) -> list[str]:
+    return (['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+            + ['| ' + ' | '.join(_cell(c, row[c]).replace('|', '\\|')
+                                 for c in columns) + ' |' for row in rows])
+
+
+def write_markdown(rows: list[dict], seeds: list[dict], path: str,
+                   title: str) -> str:
     # Where trials ran is a long string, shown once per machine below.
-    columns = [c for c in rows[0] if c != 'ran_on']
-    lines = [f'# Sweep {title}', '',
-             '| ' + ' | '.join(columns) + ' |',
-             '|' + '---|' * len(columns)]
-    for row in rows:
-        lines.append('| ' + ' | '.join(_cell(c, row[c]).replace('|', '\\|')
-                                        for c in columns) + ' |')
+    lines = [f'# Sweep {title}', ''] + _markdown_table(
+        rows, [c for c in rows[0] if c != 'ran_on'])
+    if seeds:
+        lines += ['', '## Over seeds (final values: mean, min, max, number '
+                  'of seeds)', ''] + _markdown_table(seeds, list(seeds[0]))
     machines: dict[str, list[str]] = {}
     for row in rows:
         if row.get('ran_on'):
@@ -162,26 +173,50 @@ def _file_name(text: str) -> str:
     return re.sub(r'[^A-Za-z0-9_.=+-]', '_', text)
 
 
-def plot(manifest: dict, scalars: dict[str, dict], metric: str,
-         plots_dir: str) -> list[str]:
-    """The metric's final value against each axis, and over steps; returns
-    the files written."""
+def _pyplot():
     import matplotlib
     matplotlib.use('Agg')  # files only, no display
     # Trial names and values are plain text ('$' is no TeX math).
     matplotlib.rcParams['text.parse_math'] = False
     from matplotlib import pyplot as plt
+    return plt
 
+
+def _draw(axes, series: dict[str, dict[Any, list[float]]]) -> None:
+    """One line per group through the mean of each x's values (its seeds),
+    with their range as error bars where there are several."""
+    for group, by_x in series.items():
+        xs = sorted(by_x)
+        means = [statistics.fmean(by_x[x]) for x in xs]
+        spread = [[m - min(by_x[x]) for x, m in zip(xs, means)],
+                  [max(by_x[x]) - m for x, m in zip(xs, means)]]
+        several = any(len(by_x[x]) > 1 for x in xs)
+        axes.errorbar(xs, means, yerr=spread if several else None,
+                      marker='o', capsize=3, label=group or None)
+    if any(series):
+        axes.legend(fontsize='small')
+
+
+def plot(manifest: dict, scalars: dict[str, dict], rows: list[dict],
+         metric: str, plots_dir: str) -> list[str]:
+    """The metric's final value against each axis (the mean and range over
+    seeds), against evaluation length where trials evaluated others, and
+    over steps; returns the files written."""
+    plt = _pyplot()
     os.makedirs(plots_dir, exist_ok=True)
     final = {name: found[metric][-1][1] for name, found in scalars.items()
              if found.get(metric)}
     trials = manifest['trials']
+    keys = results.point_keys(manifest)
+    title = manifest['sweep'] + (
+        f' ({len(manifest["axes"][-1]["values"])} seeds)'
+        if results.seed_key(manifest) else '')
     written = []
-    for axis in manifest['axes']:
+    for axis in (a for a in manifest['axes'] if a['key'] in keys):
         key = axis['key']
         labels = [short_value(v) for v in axis['values']]
-        others = [a['key'] for a in manifest['axes'] if a['key'] != key]
-        series: dict[str, list[tuple[int, float]]] = {}
+        others = [k for k in keys if k != key]
+        series: dict[str, dict[int, list[float]]] = {}
         for trial in trials:
             if trial['name'] not in final:
                 continue
@@ -190,19 +225,26 @@ def plot(manifest: dict, scalars: dict[str, dict], metric: str,
             group = ('' if manifest['mode'] == 'zip' else ','.join(
                 f'{k}={short_value(trial["values"][k])}' for k in others))
             x = labels.index(short_value(trial['values'][key]))
-            series.setdefault(group, []).append((x, final[trial['name']]))
+            series.setdefault(group, {}).setdefault(x, []).append(
+                final[trial['name']])
         figure, axes = plt.subplots(figsize=(6, 4))
-        for group, points in series.items():
-            xs, ys = zip(*sorted(points))
-            axes.plot(xs, ys, marker='o', label=group or None)
+        _draw(axes, series)
         axes.set_xticks(range(len(labels)), labels)
         axes.set_xlabel(key)
         axes.set_ylabel(f'final {metric}')
-        axes.set_title(f'{manifest["sweep"]}: {metric} vs {key}')
-        if any(series):
-            axes.legend(fontsize='small')
+        axes.set_title(f'{title}: {metric} vs {key}')
         written.append(_save(figure, os.path.join(
             plots_dir, _file_name(f'{_slug(metric)}_vs_{key}.png'))))
+
+    by_length = _by_length(rows, metric, keys)
+    if by_length:
+        figure, axes = plt.subplots(figsize=(6, 4))
+        _draw(axes, by_length)
+        axes.set_xlabel('evaluation length')
+        axes.set_ylabel(f'final {metric}')
+        axes.set_title(f'{title}: {metric} vs evaluation length')
+        written.append(_save(figure, os.path.join(
+            plots_dir, _file_name(f'{_slug(metric)}_vs_length.png'))))
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for trial in trials:
@@ -211,11 +253,99 @@ def plot(manifest: dict, scalars: dict[str, dict], metric: str,
             axes.plot(*zip(*points), marker='.', label=trial['name'])
     axes.set_xlabel('step')
     axes.set_ylabel(metric)
-    axes.set_title(f'{manifest["sweep"]}: {metric} over training')
+    axes.set_title(f'{title}: {metric} over training')
     axes.legend(fontsize='x-small')
     written.append(_save(figure, os.path.join(
         plots_dir, _file_name(f'{_slug(metric)}_over_steps.png'))))
     return written
+
+
+def _by_length(rows: list[dict], metric: str, keys: list[str]
+               ) -> dict[str, dict[int, list[float]]]:
+    """Per point of the sweep, length -> the final eval `metric` there
+    (the trial's training length and each of its `@<length>`); empty
+    unless some trial evaluated at another length."""
+    if not metric.startswith('eval/metrics/'):
+        return {}
+    name = metric.split('/', 2)[2]
+    series: dict[str, dict[int, list[float]]] = {}
+    for row in rows:
+        found = {int(k.rsplit('@', 1)[1]): v for k, v in row.items()
+                 if k.startswith(f'eval_{name}@') and v is not None}
+        if row.get('length') and row.get(f'eval_{name}') is not None:
+            found[row['length']] = row[f'eval_{name}']
+        group = ','.join(f'{k}={row[k]}' for k in keys)
+        for length, value in found.items():
+            series.setdefault(group, {}).setdefault(length, []).append(value)
+    return series if any(len(v) > 1 for v in series.values()) else {}
+
+
+def leaderboards(manifest: dict, rows: list[dict], output_dir: str
+                 ) -> dict[str, dict]:
+    """The sweep's leaderboard metrics as tables (leaderboard.md, .csv) and
+    heat maps (plots/leaderboard_<metric>.png); returns them by metric."""
+    boards = {}
+    for metric in manifest.get('leaderboard', []):
+        row_labels, column_labels, cells = results.leaderboard(
+            manifest, rows, metric)
+        boards[metric] = {'rows': row_labels, 'columns': column_labels,
+                          'cells': cells,
+                          'average': [results.average(c) for c in cells]}
+    if not boards:
+        return boards
+    first, second = results.point_keys(manifest)[:2]
+    n_seeds = (len(manifest['axes'][-1]['values'])
+               if results.seed_key(manifest) else 1)
+    lines = [f'# Leaderboard: sweep {manifest["sweep"]}', '',
+             f'Rows: {first}; columns: {second}; each cell the final value, '
+             f'mean over {n_seeds} seed(s).']
+    with open(os.path.join(output_dir, 'leaderboard.csv'), 'w',
+              newline='') as f:
+        writer = csv.writer(f)
+        for metric, board in boards.items():
+            writer.writerow(['metric', first, *board['columns'], 'average'])
+            lines += ['', f'## {metric}', '',
+                      f'| {first} | ' + ' | '.join(map(str, board['columns']))
+                      + ' | average |',
+                      '|---|' + '---|' * (len(board['columns']) + 1)]
+            for label, cells, mean in zip(board['rows'], board['cells'],
+                                          board['average']):
+                writer.writerow([metric, label, *(
+                    '' if c is None else c for c in cells + [mean])])
+                lines.append(f'| {label} | ' + ' | '.join(
+                    '' if c is None else f'{c:.3f}' for c in cells + [mean])
+                    + ' |')
+            _heat_map(manifest['sweep'], metric, first, second, board,
+                      os.path.join(output_dir, 'plots'))
+    with open(os.path.join(output_dir, 'leaderboard.md'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return boards
+
+
+def _heat_map(sweep: str, metric: str, first: str, second: str,
+              board: dict, plots_dir: str) -> str:
+    plt = _pyplot()
+    os.makedirs(plots_dir, exist_ok=True)
+    values = [[float('nan') if c is None else c for c in row]
+              for row in board['cells']]
+    figure, axes = plt.subplots(figsize=(1.3 * len(board['columns']) + 2,
+                                         0.6 * len(board['rows']) + 1.5))
+    image = axes.imshow(values, cmap='viridis', vmin=0.0, vmax=1.0,
+                        aspect='auto')
+    for i, row in enumerate(board['cells']):
+        for j, cell in enumerate(row):
+            if cell is not None:
+                axes.text(j, i, f'{cell:.2f}', ha='center', va='center',
+                          color='white' if cell < 0.5 else 'black')
+    axes.set_xticks(range(len(board['columns'])),
+                    [str(c) for c in board['columns']])
+    axes.set_yticks(range(len(board['rows'])), [str(r) for r in board['rows']])
+    axes.set_xlabel(second)
+    axes.set_ylabel(first)
+    axes.set_title(f'{sweep}: {metric}')
+    figure.colorbar(image, ax=axes)
+    return _save(figure, os.path.join(
+        plots_dir, _file_name(f'leaderboard_{metric}.png')))
 
 
 def _save(figure, path: str) -> str:
@@ -246,15 +376,22 @@ def report(sweep_dir: str, metric: str, output_dir: str) -> str:
         raise ConfigError(f'cannot write the report to {output_dir!r}: '
                           f'{getattr(e, "strerror", None) or e}') from e
     rows = table(manifest, sweep_dir, scalars)
-    text = write_markdown(rows, os.path.join(output_dir, 'report.md'),
+    seeds = (results.over_seeds(manifest, rows, eval_metrics(scalars))
+             if results.seed_key(manifest) else [])
+    text = write_markdown(rows, seeds, os.path.join(output_dir, 'report.md'),
                           manifest['sweep'])
     write_csv(rows, os.path.join(output_dir, 'report.csv'))
+    if seeds:
+        write_csv(seeds, os.path.join(output_dir, 'report_over_seeds.csv'))
+    boards = leaderboards(manifest, rows, output_dir)
     machines = sorted({r['ran_on'] for r in rows if r['ran_on']})
     run_dir.write_json(os.path.join(output_dir, 'report.json'), {
         'sweep': manifest['sweep'], 'machine': '; '.join(machines),
-        **timing(sweep_dir, manifest), 'rows': rows})
+        **timing(sweep_dir, manifest), 'rows': rows, 'over_seeds': seeds,
+        'leaderboards': boards})
     if logged:
-        plot(manifest, scalars, metric, os.path.join(output_dir, 'plots'))
+        plot(manifest, scalars, rows, metric,
+             os.path.join(output_dir, 'plots'))
     return text
 
 

@@ -1,31 +1,23 @@
-"""Synthetic sequence tasks; the only place this package registers with gin.
+"""Synthetic sequence tasks, one module each, registered with gin as
+`tasks.<name>` (tasks.names() lists them); all are tasks.Task dataclasses.
 
-A gin file selects a task with e.g.:
+A gin file selects one with e.g.:
 
     import tasks
     experiments.Experiment.task = @tasks.copy()
     tasks.copy.length = 64
+
+Adding a task: a module with a @register'ed Task subclass, imported here.
 """
-import gin
+from tasks.associative_recall import AssociativeRecall
+from tasks.base import Batch, Task
+from tasks.copy import Copy
+from tasks.induction_heads import InductionHeads
+from tasks.mqar import MQAR
+from tasks.registry import get, names, register
+from tasks.reversal import Reversal
+from tasks.selective_copying import SelectiveCopying
 
-from tasks.sequence_tasks import SequenceTask
-
-__all__ = ['SequenceTask', 'copy', 'reversal']
-
-
-@gin.configurable(module='tasks')
-def copy(*, vocab_size: int, length: int, batch_size: int,
-         seed: int = 0,
-         min_length: int | None = None) -> SequenceTask:
-    """Copy task: "0 w 0 w"."""
-    return SequenceTask('copy', vocab_size, length, batch_size, seed,
-                        min_length)
-
-
-@gin.configurable(module='tasks')
-def reversal(*, vocab_size: int, length: int, batch_size: int,
-             seed: int = 0,
-             min_length: int | None = None) -> SequenceTask:
-    """Reversal task: "0 w 0 reverse(w)"."""
-    return SequenceTask('reversal', vocab_size, length, batch_size, seed,
-                        min_length)
+__all__ = ['AssociativeRecall', 'Batch', 'Copy', 'InductionHeads', 'MQAR',
+           'Reversal', 'SelectiveCopying', 'Task', 'get', 'names',
+           'register']

@@ -23,22 +23,26 @@ FIELDS = {
     'experiments.Experiment': ['n_steps', 'eval_every', 'n_eval_batches',
                                'checkpoint_every', 'seed', 'n_devices',
                                'task', 'model', 'optimizer', 'lr_schedule',
-                               'cpu_threads'],
+                               'cpu_threads', 'decode_eval_every',
+                               'eval_lengths'],
     'models.TransformerLM': ['vocab_size', 'd_model', 'd_ff', 'n_layers',
                              'n_heads', 'dropout', 'max_len'],
     'models.ReformerLM': ['vocab_size', 'd_model', 'd_ff', 'n_layers',
                           'n_heads', 'dropout', 'max_len', 'attention',
                           'n_hashes', 'n_buckets', 'chunk_len',
                           'n_chunks_before', 'n_chunks_after',
-                          'ff_chunk_size'],
+                          'ff_chunk_size', 'pos_type'],
     'tasks.copy': ['vocab_size', 'length', 'batch_size', 'seed',
                    'min_length'],
     'tasks.reversal': ['vocab_size', 'length', 'batch_size', 'seed',
                        'min_length'],
+    'tasks.mqar': ['vocab_size', 'length', 'batch_size', 'seed', 'n_pairs',
+                   'n_queries'],
 }
 SELECTORS = [f'{c}.{f}' for c, fields in FIELDS.items() for f in fields]
 BASES = {'models.ReformerLM': 'reformer_copy.gin',
-         'tasks.reversal': 'transformer_reversal.gin'}
+         'tasks.reversal': 'transformer_reversal.gin',
+         'tasks.mqar': 'favor_mqar.gin'}
 
 identifiers = st.text(string.ascii_letters + '_', min_size=1, max_size=12)
 gin_values = st.one_of(

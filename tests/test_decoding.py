@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from models.trax_bridge import shapes, trax
 
-from experiments import decode, decoding, evaluate, main, restore
+from experiments import decode, decoding, evaluate, main, restore, training
 from experiments.summaries import read_scalars
 from scripts.benchmarks import decode as bench_decode
 
@@ -71,12 +71,14 @@ def _decoder(restored):
     return decoding.decoder_for(exp.model, exp.task.length, seed=exp.seed)
 
 
-def _full_forward_logits(restored, inputs):
-    """One eval-mode forward pass over whole sequences."""
+def _full_forward_logits(restored, inputs, weights=None):
+    """One eval-mode forward pass over whole sequences (with the run's
+    weights unless given others)."""
     model = restored.experiment.model('eval')
     _, state = model.init(shapes.signature(inputs), rng=jax.random.PRNGKey(0))
-    logits, _ = jax.jit(model.pure_fn)(inputs, restored.weights, state,
-                                       jax.random.PRNGKey(0))
+    logits, _ = jax.jit(model.pure_fn)(
+        inputs, restored.weights if weights is None else weights, state,
+        jax.random.PRNGKey(0))
     return np.asarray(logits)
 
 
@@ -107,7 +109,10 @@ def test_greedy_decoding_reproduces_the_answers(run_name, request):
 
 # Tolerances on logits of size 1-10. TransformerLM and ReformerLM's full
 # (shared-QK) attention compute the same sums in another order: 1e-4 (seen:
-# 1e-5). LSH within one chunk: both attend to every earlier position (trax's
+# 1e-5); so does local attention (here 4 chunks of 4, one chunk before),
+# whose predict memory is trax's default for it, the window: chunk_len *
+# (1 + n_chunks_before) tokens, dropping the oldest chunk when full. LSH
+# within one chunk: both attend to every earlier position (trax's
 # predict mode attends to the n_hashes * chunk_len * (1 + n_chunks_before)
 # best keys, here all of them; the full pass sees each key once per hash
 # round, which cancels in the softmax), but at position 0 the only key is
@@ -117,6 +122,7 @@ def test_greedy_decoding_reproduces_the_answers(run_name, request):
 @pytest.mark.parametrize('run_name, overrides, atol', [
     ('transformer_run', [], 1e-4),
     ('reformer_run', ["models.ReformerLM.attention = 'full'"], 1e-4),
+    ('reformer_run', ["models.ReformerLM.attention = 'local'"], 1e-4),
     ('reformer_run', [f'models.ReformerLM.chunk_len = {LENGTH}'], 1e-2),
 ])
 def test_predict_logits_equal_one_full_forward_pass(run_name, overrides,
@@ -152,11 +158,113 @@ def test_lsh_over_several_chunks_cannot_be_decoded_exactly(reformer_run):
         ["models.ReformerLM.attention = 'full'"]) < 1e-5
 
 
+# ------------------------------------- forced tokens between answers ----
+
+def _every_other_answer(batch):
+    """The batch with only every other second-half position an answer (as
+    in tasks that interleave given query tokens and answers)."""
+    inputs, targets, weights = batch
+    answer = np.zeros_like(weights)
+    answer[:, LENGTH // 2 + 1::2] = 1.0
+    assert (weights[answer > 0] > 0).all()
+    return inputs, targets, answer
+
+
+@pytest.mark.parametrize('run_name', ['transformer_run', 'reformer_run'])
+def test_one_answer_at_the_end_decodes_as_from_the_prompt(run_name,
+                                                          request):
+    """Copy and reversal: feeding every non-answer token (what Examples
+    does) is feeding the prompt, so the generated tokens, and with them
+    exact match, are those of decoding from prompt_lengths."""
+    restored = restore.restore(request.getfixturevalue(run_name).output_dir)
+    examples = decoding.Examples.from_batch(_eval_batch(restored, 1))
+    decoder = _decoder(restored)
+    generated = decoding.generate_answers(decoder, restored.weights,
+                                          examples)
+    np.testing.assert_array_equal(generated, decoder.decode(
+        restored.weights, examples.targets, examples.prompt_lengths))
+
+
+def test_interleaved_answers_are_generated_between_given_tokens(
+        transformer_run):
+    restored = restore.restore(transformer_run.output_dir)
+    decoder = _decoder(restored)
+    examples = decoding.Examples.from_batch(
+        _every_other_answer(_eval_batch(restored)))
+    # Given tokens that are not the copy's: kept as given, not invented.
+    given = examples.targets.copy()
+    given[:, LENGTH // 2 + 2::2] = given[:, LENGTH // 2 + 2::2] % 7 + 1
+    generated = np.asarray(decoder.decode(restored.weights, given,
+                                          forced=examples.forced))
+    np.testing.assert_array_equal(generated[examples.forced],
+                                  given[examples.forced])
+    # Each answer is the greedy choice after the given tokens and the
+    # model's own earlier answers: one forward pass over the result agrees.
+    predicted = _full_forward_logits(restored, generated).argmax(-1)
+    np.testing.assert_array_equal(predicted[examples.answer_mask],
+                                  generated[examples.answer_mask])
+    # Decoding freely after the first answer would have replaced them.
+    free = np.asarray(decoder.decode(restored.weights, given,
+                                     examples.prompt_lengths))
+    assert (free[examples.forced] != given[examples.forced]).any()
+    # With the true given tokens the trained copier answers every one.
+    assert examples.correct(decoding.generate_answers(
+        decoder, restored.weights, examples)).all()
+
+
+# Noise (times each weight's std) from none to enough to get some answers
+# wrong (seen: exact match 1, 0.62, 0 with one answer; 1, 0.81, 0.06
+# interleaved).
+NOISE_SCALES = (0.0, 0.2, 0.4)
+
+
+@pytest.mark.parametrize('interleaved', [False, True],
+                         ids=['one-answer', 'interleaved'])
+def test_exact_match_is_teacher_forced_sequence_accuracy(interleaved,
+                                                         transformer_run):
+    """Where predict mode computes the forward pass's logits, an example's
+    answers are all generated right iff each is the argmax given the true
+    tokens before it (by induction, the decoded prefix is the true one):
+    exact match is sequence_accuracy, example by example. Shown on the
+    trained copier with noise added to its weights, so that some examples
+    are answered and some are not."""
+    restored = restore.restore(transformer_run.output_dir)
+    exp = restored.experiment
+    batch = _eval_batch(restored)
+    if interleaved:
+        batch = _every_other_answer(batch)
+    examples = decoding.Examples.from_batch(batch)
+    rng = jax.random.PRNGKey(exp.seed)
+    evaluation = training.Evaluation(exp.model, shapes.signature(batch),
+                                     rng, rng)
+    state = restore.fitting_state(restored.state,
+                                  evaluation.initial_model_state)
+    leaves, tree = jax.tree_util.tree_flatten(restored.weights)
+    noise = np.random.default_rng(0)
+    shares = []
+    for scale in NOISE_SCALES:
+        weights = tree.unflatten([
+            w + scale * np.std(w) * noise.standard_normal(np.shape(w)).astype(
+                np.float32) for w in leaves])
+        decoded = examples.correct(decoding.generate_answers(
+            _decoder(restored), weights, examples))
+        predicted = _full_forward_logits(restored, batch[0],
+                                         weights).argmax(-1)
+        teacher_forced = ((predicted == examples.targets)
+                          | ~examples.answer_mask).all(axis=1)
+        np.testing.assert_array_equal(decoded, teacher_forced)
+        assert evaluation(weights, state, [batch])['sequence_accuracy'] == (
+            pytest.approx(decoded.mean()))
+        shares.append(decoded.mean())
+    assert shares[0] == 1.0 and any(0 < s < 1 for s in shares), shares
+
+
 # --------------------------------------------- part 1: fast decoding ----
 
 def test_decoding_is_one_compiled_loop(transformer_run):
     """The model is traced once for the whole sequence (not called once per
-    token), and new weights or prompts reuse the compiled loop."""
+    token), and new weights, prompts or forced masks reuse the compiled
+    loop."""
     restored = restore.restore(transformer_run.output_dir)
     decoder = decoding.Decoder(restored.experiment.model, LENGTH)
     calls = []
@@ -169,6 +277,9 @@ def test_decoding_is_one_compiled_loop(transformer_run):
     other_weights = jax.tree_util.tree_map(lambda w: w * 0.5,
                                            restored.weights)
     decoding.generate_answers(decoder, other_weights, examples)
+    decoder.decode(restored.weights, examples.targets, np.full(16, 3))
+    every_third = np.tile(np.arange(LENGTH) % 3 == 0, (16, 1))
+    decoder.decode(restored.weights, examples.targets, forced=every_third)
     assert len(calls) == 1
     assert examples.correct(first).all()
 
@@ -320,6 +431,40 @@ def test_evaluate_at_other_lengths(length, transformer_run):
     assert metrics['accuracy'] < 1.0  # trained at length 16 only
 
 
+def test_evaluate_lengths_gives_one_result_per_length(transformer_run):
+    """--lengths=16,32 equals evaluating with the task's length bound, one
+    results file each, the trained length's under its usual name."""
+    _, printed = _evaluate(transformer_run, '--lengths=16,32')
+    lines = printed.splitlines()
+    assert [l.split(':')[0].strip() for l in lines if 'length ' in l
+            and l.startswith('  length')] == ['length 16', 'length 32']
+    paths = [l.split('wrote ')[1] for l in lines if 'wrote ' in l]
+    assert [os.path.basename(p) for p in paths] == [
+        'step_00000300.json', 'step_00000300__length=32.json']
+    with open(paths[1]) as f:
+        at_32 = json.load(f)
+    bound, _ = _evaluate(transformer_run, '--gin_param=tasks.copy.length=32')
+    assert at_32['length'] == 32
+    assert at_32['metrics'] == pytest.approx(bound['metrics'], abs=1e-6)
+
+
+def test_training_evaluates_eval_lengths_as_evaluate_does(tmp_path_factory):
+    """Experiment.eval_lengths logs `<metric>@<length>` at every evaluation
+    (exact_match@ at decoding ones), equal to evaluate --lengths."""
+    run = _train(tmp_path_factory, 'transformer_copy.gin', 'TransformerLM',
+                 200, ['experiments.Experiment.eval_lengths = [32]'])
+    evals = read_scalars(os.path.join(run.output_dir, 'eval'))
+    assert [s for s, _ in evals['metrics/accuracy@32']] == [100, 200]
+    assert [s for s, _ in evals['metrics/exact_match@32']] == [200]
+    with open(os.path.join(run.output_dir, 'progress.json')) as f:
+        progress = json.load(f)
+    assert progress['length'] == LENGTH and progress['n_parameters'] > 0
+    results, _ = _evaluate(run, '--lengths=32')
+    final = {k: v[-1][1] for k, v in evals.items()}
+    assert results['metrics'] == pytest.approx(
+        {k: final[f'metrics/{k}@32'] for k in results['metrics']}, abs=1e-6)
+
+
 @pytest.mark.parametrize('run_name, binding, message', [
     ('reformer_run', 'tasks.reversal.length = 18',
      'sequence length 18 is not a multiple of ReformerLM.chunk_len=4'),
@@ -357,6 +502,14 @@ def test_a_length_the_model_cannot_take_is_refused(run_name, binding,
     (evaluate, ['--output_dir=RUN', '--gin_param=LSHSelfAttention.mode=1'],
      "Configurable 'LSHSelfAttention' has denylisted kwarg 'mode'"),
     (evaluate, ['--output_dir=RUN', 'extra'], 'unexpected arguments'),
+    (evaluate, ['--output_dir=RUN', '--lengths=16,x'],
+     '--lengths must be positive ints'),
+    (evaluate, ['--output_dir=RUN', '--lengths=16,16'],
+     '--lengths must be distinct positive ints'),
+    (evaluate, ['--output_dir=RUN', '--lengths=16,4096'],
+     '--lengths=4096: sequence length 4096 exceeds TransformerLM.max_len'),
+    (evaluate, ['--output_dir=RUN', '--lengths=15'],
+     '--lengths=15: length must be an even int'),
 ])
 def test_bad_input(command, args, message, transformer_run, capsys):
     run = transformer_run.output_dir

@@ -64,10 +64,16 @@ def test_header(path):
 
 
 def test_every_common_file_is_included():
+    """Each shared file is included by an experiment or named by a sweep
+    (a bundle axis's file)."""
     included = set()
     for path in ALL_FILES:
         with open(path) as f:
-            included.update(re.findall(r"^include '([^']+)'", f.read(), re.M))
+            text = f.read()
+        included.update(re.findall(r"^include '([^']+)'", text, re.M))
+        if os.path.dirname(path) == SWEEP_DIR:
+            included.update(f'gin_configs/{name}' for name in re.findall(
+                r"'([\w/]+\.gin)'", text))
     for path in ALL_FILES:
         if os.path.dirname(path) != config.CONFIG_DIR and 'sweeps' not in path:
             assert f'gin_configs/{_rel(path)}' in included, path

@@ -35,6 +35,13 @@ def _assert_untouched(out):
      "length must be an even int >= 4, got 11 In call to configurable 'copy'"),
     (['codelab.gin'], ['tasks.copy.length = 4096'],
      'sequence length 4096 exceeds TransformerLM.max_len=2048'),
+    (['codelab.gin'], ['tasks.copy.length = @tasks.copy()'],
+     'refer to each other in a cycle: tasks.copy.length (--gin_param) is '
+     'bound to a call of tasks.copy itself'),
+    (['codelab.gin'], ['experiments.Experiment.eval_lengths = [4096]'],
+     'Experiment.eval_lengths: at 4096: sequence length 4096 exceeds'),
+    (['codelab.gin'], ['experiments.Experiment.eval_lengths = 20'],
+     'Experiment.eval_lengths must be a list of positive ints'),
     (['reformer_copy.gin'], ['tasks.copy.length = 72'],
      'sequence length 72 is not a multiple of ReformerLM.chunk_len=16'),
     (['codelab.gin'], ['experiments.Experiment.n_steps = "ten"'],

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from experiments import run_dir
 from experiments.summaries import SummaryWriter
 from scripts import report
 from scripts.sweeps import layout, spec
@@ -78,7 +79,7 @@ def test_rows_for_every_trial_with_final_and_best(sweep_root, tmp_path):
     assert rows[NAMES[3]]['status'] == 'not run'
     assert rows[NAMES[3]]['eval_accuracy'] == ''
     assert 'training diverged \\| at step 3' in markdown  # table intact
-    assert (f'| {NAMES[3]} | 2 | full | not run |' + '  |' * 10) in markdown
+    assert (f'| {NAMES[3]} | 2 | full | not run |' + '  |' * 11) in markdown
     assert sorted(os.listdir(os.path.join(out, 'plots'))) == [
         'eval_accuracy_over_steps.png', 'eval_accuracy_vs_attention.png',
         'eval_accuracy_vs_n_hashes.png']
@@ -171,3 +172,62 @@ def test_report_json_has_the_rows_and_the_span_of_a_sweep_run_once(tmp_path):
     report.report(root, 'eval/metrics/accuracy', out)
     with open(os.path.join(out, 'report.json')) as f:
         assert json.load(f)['span_s'] is None
+
+
+def test_seeds_are_aggregated_and_the_leaderboard_drawn(tmp_path):
+    board_sweep = spec.Sweep(
+        base='reformer_copy.gin', seeds=[0, 1],
+        leaderboard=['accuracy', 'accuracy@2x'],
+        axes={'models.ReformerLM.attention': ['lsh', 'full'],
+              'models.ReformerLM.n_hashes': [1, 2]})
+    root = str(tmp_path / 'sweep')
+    trials = spec.expand(board_sweep)
+    layout.write_manifest(root, layout.manifest('board', board_sweep, trials))
+    final = {}
+    for i, trial in enumerate(trials[:-1]):  # the last trial never ran
+        trial_dir = os.path.join(root, trial.name)
+        final[trial.name] = accuracy = 0.1 * (i + 1)
+        writer = SummaryWriter(os.path.join(trial_dir, 'eval'))
+        writer.scalars(10, {'metrics/loss': 1.0, 'metrics/accuracy': accuracy,
+                            'metrics/accuracy@32': accuracy / 2})
+        writer.close()
+        run_dir.write_progress(trial_dir, 10, 10, {},
+                               {'n_parameters': 100, 'length': 16},
+                               finished=True)
+    out = str(tmp_path / 'out')
+    markdown = report.report(root, 'eval/metrics/accuracy', out)
+    with open(os.path.join(out, 'report.json')) as f:
+        data = json.load(f)
+
+    # Over seeds: one row per (attention, n_hashes), two seeds each.
+    over = {(r['attention'], r['n_hashes']): r for r in data['over_seeds']}
+    assert list(over) == [('lsh', 1), ('lsh', 2), ('full', 1), ('full', 2)]
+    lsh1 = over[('lsh', 1)]
+    assert lsh1['accuracy_n'] == 2
+    assert lsh1['accuracy_mean'] == pytest.approx(0.15)
+    assert (lsh1['accuracy_min'], lsh1['accuracy_max']) == pytest.approx(
+        (0.1, 0.2))
+    assert over[('full', 2)]['accuracy_n'] == 1  # one seed ran
+    assert '## Over seeds' in markdown
+    assert os.path.exists(os.path.join(out, 'report_over_seeds.csv'))
+
+    # The leaderboard: rows attention, columns n_hashes, the seeds' mean;
+    # accuracy@2x is each trial's accuracy at twice its length (32).
+    board = data['leaderboards']['accuracy']
+    assert board['rows'] == ['lsh', 'full'] and board['columns'] == [1, 2]
+    assert sum(board['cells'], []) == pytest.approx([0.15, 0.35, 0.55, 0.7])
+    assert board['average'] == pytest.approx([0.25, 0.625])
+    assert sum(data['leaderboards']['accuracy@2x']['cells'], []) == (
+        pytest.approx([0.075, 0.175, 0.275, 0.35]))
+    text = open(os.path.join(out, 'leaderboard.md')).read()
+    assert '| attention | 1 | 2 | average |' in text
+    assert '| lsh | 0.150 | 0.350 | 0.250 |' in text
+    with open(os.path.join(out, 'leaderboard.csv')) as f:
+        lines = list(csv.reader(f))
+    assert lines[0] == ['metric', 'attention', '1', '2', 'average']
+    assert lines[1][:2] == ['accuracy', 'lsh']
+    plots = os.listdir(os.path.join(out, 'plots'))
+    assert {'leaderboard_accuracy.png', 'leaderboard_accuracy_2x.png',
+            'eval_accuracy_vs_attention.png', 'eval_accuracy_vs_n_hashes.png',
+            'eval_accuracy_vs_length.png'} <= set(plots)
+    assert 'eval_accuracy_vs_seed.png' not in plots

@@ -13,13 +13,14 @@ from experiments import main as experiments_main
 from experiments import run_dir
 from experiments.errors import ConfigError
 from scripts import sweep
-from scripts.sweeps import local, spec
+from scripts.sweeps import layout, local, spec
 
 SHRINK = ['experiments.Experiment.n_steps = 4']
 
 
-def _sweep(axes, mode='grid', base='codelab.gin', bindings=SHRINK):
-    return spec.Sweep(base=base, axes=axes, mode=mode, bindings=bindings)
+def _sweep(axes, mode='grid', base='codelab.gin', bindings=SHRINK, **more):
+    return spec.Sweep(base=base, axes=axes, mode=mode, bindings=bindings,
+                      **more)
 
 
 def test_grid_is_every_combination_first_axis_slowest():
@@ -99,10 +100,84 @@ def test_expansion_is_deterministic():
     (dict(axes={'a.b': [1]}, base=''), 'Sweep.base must be a gin file'),
     (dict(axes={'a.b': [1]}, bindings='x.y = 1'),
      'Sweep.bindings must be a list'),
+    (dict(axes={'a.b': [1]}, seeds=[0, 0]), 'Sweep.seeds must be a list of '
+     'distinct ints'),
+    (dict(axes={'a.b': [1]}, seeds=[-1]), 'Sweep.seeds must be'),
+    (dict(axes={'SEED': [1, 2]}, seeds=[0]), "Sweep.seeds and the axis "
+     "'SEED' both set the seed"),
+    (dict(axes={'task': {'a': []}}), "Sweep.axes['task'] must map labels"),
+    (dict(axes={'task': {'a b': ['x.y = 1']}}), "must map labels"),
+    (dict(axes={'a.b': [1]}, leaderboard=['exact match']),
+     'Sweep.leaderboard must be a list of eval metric names'),
+    (dict(axes={'a.b': [1]}, leaderboard=['accuracy']),
+     'Sweep.leaderboard needs a grid of exactly two axes'),
 ])
 def test_bad_sweeps_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message.replace('[', r'\[')):
         _sweep(**{'bindings': SHRINK, **kwargs})
+
+
+def test_seeds_repeat_every_trial_innermost_through_the_seed_macro():
+    sweep = _sweep({'models.TransformerLM.n_heads': [1, 2]}, seeds=[3, 4])
+    trials = spec.expand(sweep)
+    assert [t.name for t in trials] == [
+        'n_heads=1,seed=3', 'n_heads=1,seed=4', 'n_heads=2,seed=3',
+        'n_heads=2,seed=4']
+    assert trials[1].bindings[-2:] == ('models.TransformerLM.n_heads = 1',
+                                       'SEED = 4')
+    assert trials[1].values == {'n_heads': 1, 'seed': 4}
+    axes = layout.manifest('s', sweep, trials)['axes']
+    assert axes[-1] == {'name': 'SEED', 'key': 'seed', 'values': [3, 4],
+                        'seeds': True}
+
+
+def test_a_bundle_axis_binds_each_label_s_own_bindings():
+    sweep = _sweep({'task': {'short': ['LENGTH = 8', 'X = 1'],
+                             'long': ['LENGTH = 16']},
+                    'models.TransformerLM.n_heads': [1, 2]})
+    trials = spec.expand(sweep)
+    assert [t.name for t in trials] == [
+        'task=short,n_heads=1', 'task=short,n_heads=2', 'task=long,n_heads=1',
+        'task=long,n_heads=2']
+    assert trials[2].bindings[-2:] == ('LENGTH = 16',
+                                       'models.TransformerLM.n_heads = 1')
+    assert trials[0].values == {'task': 'short', 'n_heads': 1}
+    assert trials[0].files == ()
+
+
+def test_a_bundle_may_name_a_gin_file_read_after_the_base(tmp_path):
+    sweep = _sweep({'task': {'copy': 'transformer_copy.gin',
+                             'reversal': 'transformer_reversal.gin'}},
+                   base='gin_configs/common/training.gin')
+    trials = spec.expand(sweep)
+    assert [(t.name, t.files) for t in trials] == [
+        ('task=copy', ('transformer_copy.gin',)),
+        ('task=reversal', ('transformer_reversal.gin',))]
+    args = spec.main_args(sweep, trials[1], 'out')
+    assert args[2:4] == ['--gin_file=gin_configs/common/training.gin',
+                         '--gin_file=transformer_reversal.gin']
+    spec.validate(sweep, trials)
+
+
+def test_seeds_need_the_seed_macro_and_bundles_their_bindings_used(tmp_path):
+    valid = spec.load(_write(tmp_path, "{'task': {'short': ['LENGTH = 8'], "
+                             "'long': ['LENGTH = 12']}}",
+                             extra='scripts.Sweep.seeds = [0, 1]\n'))
+    spec.validate(valid, spec.expand(valid))
+    unused = spec.load(_write(tmp_path, "{'task': {'short': ['LENGTH = 8', "
+                              "'tasks.reversal.length = 8'], "
+                              "'long': ['LENGTH = 12']}}"))
+    with pytest.raises(ConfigError, match='trial task=short: gin binding '
+                       'tasks.reversal.length .* is never used'):
+        spec.validate(unused, spec.expand(unused))
+    # A base that seeds its experiment and task itself leaves SEED unused.
+    base = tmp_path / 'seeded.gin'
+    base.write_text("include 'gin_configs/codelab.gin'\n"
+                    'experiments.Experiment.seed = 1\ntasks.copy.seed = 1\n')
+    own_seed = _sweep({'LENGTH': [8, 12]}, base=str(base), seeds=[0])
+    with pytest.raises(ConfigError, match='trial length=8,seed=0: gin macro '
+                       'SEED .* is never used'):
+        spec.validate(own_seed, spec.expand(own_seed))
 
 
 def test_values_that_name_the_same_trial_are_rejected():
@@ -271,11 +346,12 @@ def test_progress_from_the_file_a_run_writes_and_errors_from_its_log(
         tmp_path):
     assert local.progress(str(tmp_path)) == 'starting'
     evals = {'loss': 0.2, 'accuracy': 0.95, 'sequence_accuracy': 0.5}
-    run_dir.write_progress(str(tmp_path), 200, 400, evals, 71.54)
+    run_dir.write_progress(str(tmp_path), 200, 400, evals,
+                           {'n_parameters': 1234}, 71.54)
     assert local.progress(str(tmp_path)) == (
         'step 200/400 acc 0.9500 seq_acc 0.5000 71.5 steps/s')
     run_dir.write_progress(str(tmp_path), 400, 400,
-                           {**evals, 'accuracy': 0.99}, finished=True)
+                           {**evals, 'accuracy': 0.99}, {}, finished=True)
     assert local.progress(str(tmp_path)) == 'final acc 0.9900 seq_acc 0.5000'
     log = 'step 200/400 | train loss 0.1 acc 0.9000 | ...\n'
     assert local.error_line(

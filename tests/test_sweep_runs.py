@@ -196,12 +196,15 @@ def test_report_writes_table_and_plots(tiny, tmp_path):
         assert float(row['best_eval_loss']) <= float(row['eval_loss'])
         assert float(row['steps_per_second']) > 0
         assert float(row['wall_time_s']) > 0
+        assert int(row['n_parameters']) > 0
     with open(out / 'report.json') as f:
         data = json.load(f)
     assert [r['trial'] for r in data['rows']] == [A, B]
     for name in (A, B):  # each attempt's clock times, for the sweep's span
         status = layout.read_status(os.path.join(tiny['root'], name))
         assert 0 < status['started_at'] <= status['ended_at']
+    # B is wider (d_ff 32 against 16), so it has more parameters.
+    assert int(rows[0]['n_parameters']) < int(rows[1]['n_parameters'])
     final_b = read_scalars(os.path.join(tiny['root'], B, 'eval'))[
         'metrics/accuracy'][-1][1]
     assert float(rows[1]['eval_accuracy']) == pytest.approx(final_b)

@@ -22,14 +22,14 @@ import sys
 import time
 from typing import Callable
 
-from tasks.sequence_tasks import SequenceTask
+from tasks import Copy
 
 RESULT_PREFIX = 'RESULT '
 
 
-def _task(cfg: dict) -> SequenceTask:
-    return SequenceTask('copy', cfg['vocab_size'], cfg['length'],
-                        cfg['batch_size'], cfg['seed'])
+def _task(cfg: dict) -> Copy:
+    return Copy(cfg['vocab_size'], cfg['length'], cfg['batch_size'],
+                cfg['seed'])
 
 
 def trax_step(cfg: dict) -> Callable[[int], object]:

@@ -28,7 +28,8 @@ from absl import flags
 
 from experiments import cli
 from experiments.errors import ConfigError
-from scripts.benchmarks import decode, length, solve, startup, train
+from scripts.benchmarks import (decode, length, settings, solve, startup,
+                                train)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -113,23 +114,34 @@ def sweep_table(data: dict) -> str:
     span = (f'{data["span_s"] / 60:.1f} min from the first trial\'s start to '
             f'the last one\'s end' if data['span_s'] is not None
             else 'span unknown (trials were rerun)')
-    lines = [f'`{data["sweep"]}`, {len(data["rows"])} trials, '
+    columns = [('parameters', 'n_parameters', ',d'), ('steps', 'steps', 'd'),
+               ('eval accuracy', 'eval_accuracy', '.3f'),
+               ('eval sequence accuracy', 'eval_sequence_accuracy', '.3f'),
+               ('steps/s', 'steps_per_second', '.1f'),
+               ('wall time (min)', 'wall_time_min', '.1f')]
+    rows = [{**r, 'wall_time_min': None if r['wall_time_s'] is None
+             else r['wall_time_s'] / 60} for r in data['rows']]
+    # Reports from before runs recorded their parameter count lack it.
+    columns = [c for c in columns if any(r.get(c[1]) is not None
+                                         for r in rows)]
+    lines = [f'`{data["sweep"]}`, {len(rows)} trials, '
              f'--parallel={data["parallel"]}: {span}.', '',
-             '| trial | steps | eval accuracy | eval sequence accuracy | '
-             'steps/s | wall time (min) |', '|---|---|---|---|---|---|']
-    for r in data['rows']:
-        wall = None if r['wall_time_s'] is None else r['wall_time_s'] / 60
-        cells = [(r['steps'], 'd'), (r['eval_accuracy'], '.3f'),
-                 (r['eval_sequence_accuracy'], '.3f'),
-                 (r['steps_per_second'], '.1f'), (wall, '.1f')]
+             '| trial | ' + ' | '.join(c[0] for c in columns) + ' |',
+             '|---|' + '---|' * len(columns)]
+    for r in rows:
         lines.append(f'| {r["trial"]} | ' + ' | '.join(
-            '' if value is None else format(value, form)
-            for value, form in cells) + ' |')
+            '' if r.get(key) is None else format(r[key], form)
+            for _, key, form in columns) + ' |')
     return '\n'.join(lines)
+
+
+def settings_table(data: dict) -> str:
+    return f'{data["about"]}:\n\n{settings.format_table(data["rows"])}'
 
 
 TABLES: dict[str, Callable[[dict], str]] = {
     'decode.json': decode_table,
+    'settings.json': settings_table,
     'sweep_reformer_lsh.json': sweep_table,
     'sweep_model_sizes.json': sweep_table,
     'train.json': train_table,

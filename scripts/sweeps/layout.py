@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 
 from experiments.errors import ConfigError
 from experiments.summaries import SummaryWriter
-from scripts.sweeps.spec import MODES, Sweep, Trial, axis_keys, short_value
+from scripts.sweeps.spec import (LEADERBOARD_METRIC, MODES, SEED_MACRO, Sweep,
+                                 Trial, all_axes, axis_keys, short_value)
 
 MANIFEST = 'sweep.json'
 STATUS = 'trial.json'
@@ -64,14 +65,19 @@ def _read_json(path: str) -> dict | None:
 
 
 def manifest(name: str, sweep: Sweep, trials: Sequence[Trial]) -> dict:
-    keys = axis_keys(list(sweep.axes))
+    """sweep.json: the seeds are the last axis (key 'seed'), marked so."""
+    axes = all_axes(sweep)
+    keys = axis_keys(list(axes))
     return {
         'sweep': name, 'base': list(sweep.base), 'mode': sweep.mode,
         'bindings': list(sweep.bindings),
-        'axes': [{'name': a, 'key': keys[a], 'values': list(v)}
-                 for a, v in sweep.axes.items()],
+        'axes': [{'name': a, 'key': keys[a], 'values': list(v),
+                  **({'seeds': True} if sweep.seeds and a == SEED_MACRO
+                     else {})} for a, v in axes.items()],
         'trials': [{'name': t.name, 'values': t.values,
-                    'bindings': list(t.bindings)} for t in trials],
+                    'files': list(t.files), 'bindings': list(t.bindings)}
+                   for t in trials],
+        'leaderboard': list(sweep.leaderboard),
     }
 
 
@@ -115,6 +121,15 @@ def _manifest_problem(data: dict) -> str | None:
     names = [t.get('name') for t in trials]
     if not all(map(_is_name, names)) or len(set(names)) < len(names):
         return 'the trial names are not distinct directory names'
+    if any(a.get('seeds') for a in axes[:-1]):
+        return 'an axis before the last is marked as the seeds'
+    board = data.get('leaderboard', [])
+    if not (isinstance(board, list) and all(
+            isinstance(m, str) and LEADERBOARD_METRIC.fullmatch(m)
+            for m in board)):
+        return "'leaderboard' is not a list of metric names"
+    if board and sum(not a.get('seeds') for a in axes) != 2:
+        return "'leaderboard' needs exactly two axes besides the seeds"
     for trial in trials:
         values = trial.get('values')
         if not (isinstance(values, dict) and values.keys() == labels.keys()

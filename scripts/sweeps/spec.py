@@ -10,13 +10,22 @@ A sweep is a gin file that binds `scripts.Sweep`:
         'models.ReformerLM.chunk_len': [8, 32],
     }
     scripts.Sweep.mode = 'grid'   # or 'zip'
+    scripts.Sweep.seeds = [0, 1, 2]   # optional: every trial once per seed
 
 Each trial is the base experiment plus `bindings`, then one binding per axis
-(`models.ReformerLM.n_hashes = 2`), so it is an ordinary
-`python -m experiments.main` run. An axis is any gin parameter or macro; a
-string value starting with `@` or `%` is a reference or macro and is bound
-as written (`'@models.ReformerLM()'`), any other value as a literal.
-Trial names come from the values: `n_hashes=2,chunk_len=8`.
+(`models.ReformerLM.n_hashes = 2`) and, with seeds, `SEED = 1` (the macro
+that gin_configs/common/training.gin feeds to the experiment and its task),
+so it is an ordinary `python -m experiments.main` run. An axis is any gin
+parameter or macro; a string value starting with `@` or `%` is a reference
+or macro and is bound as written (`'@models.ReformerLM()'`), any other value
+as a literal. An axis may instead map labels to what each stands for: a
+gin file read after the base files, or a list of bindings (one task and
+its lengths, say):
+
+    scripts.Sweep.axes = {'task': {'copy': 'zoo/copy.gin',
+                                   'mqar': ['tasks.mqar.n_pairs = 4', ...]}}
+
+Trial names come from the values: `n_hashes=2,chunk_len=8` (`...,seed=1`).
 """
 from __future__ import annotations
 
@@ -31,6 +40,10 @@ from experiments import config
 from experiments.errors import ConfigError, one_line
 
 MODES = ('grid', 'zip')
+# Sweep.seeds bind this macro (trial names and reports call it `seed`).
+SEED_MACRO = 'SEED'
+# An eval metric, at the training length or at a multiple of it.
+LEADERBOARD_METRIC = re.compile(r'[a-z_]+(@[1-9][0-9]*x)?')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +55,19 @@ class Sweep:
     mode: 'grid' (every combination, the first axis varying slowest) or
       'zip' (the i-th value of every axis together; equal lengths).
     bindings: applied to every trial after `base` and before the axis values.
+    seeds: if given, every trial runs once per seed (an innermost axis
+      binding the SEED macro); reports aggregate over them.
+    leaderboard: eval metrics (`exact_match`, or `exact_match@2x` at twice
+      the training length) that the report tabulates with the first axis
+      as rows and the second as columns (a grid of exactly two axes).
     """
 
     base: str | Sequence[str]
     axes: Mapping[str, Sequence[Any]]
     mode: str = 'grid'
     bindings: Sequence[str] = ()
+    seeds: Sequence[int] = ()
+    leaderboard: Sequence[str] = ()
 
     def __post_init__(self):
         base = [self.base] if isinstance(self.base, str) else self.base
@@ -58,6 +78,9 @@ class Sweep:
             raise ValueError('Sweep.axes must map gin parameter names to '
                              f'lists of values, got {self.axes!r}')
         for name, values in self.axes.items():
+            if isinstance(values, Mapping):
+                _check_bundles(name, values)
+                continue
             if not isinstance(values, (list, tuple)) or not values:
                 raise ValueError(f'Sweep.axes[{name!r}] must be a non-empty '
                                  f'list of values, got {values!r}')
@@ -78,10 +101,45 @@ class Sweep:
                 isinstance(b, str) for b in self.bindings):
             raise ValueError('Sweep.bindings must be a list of gin binding '
                              f'strings, got {self.bindings!r}')
+        if isinstance(self.seeds, (str, bytes)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for v in self.seeds) or len(set(self.seeds)) < len(self.seeds):
+            raise ValueError('Sweep.seeds must be a list of distinct ints >= '
+                             f'0, got {self.seeds!r}')
+        if self.seeds and SEED_MACRO in self.axes:
+            raise ValueError(f'Sweep.seeds and the axis {SEED_MACRO!r} both '
+                             'set the seed; keep one')
+        object.__setattr__(self, 'seeds', tuple(self.seeds))
+        if isinstance(self.leaderboard, str) or not all(
+                isinstance(m, str) and LEADERBOARD_METRIC.fullmatch(m)
+                for m in self.leaderboard):
+            raise ValueError('Sweep.leaderboard must be a list of eval metric '
+                             "names such as 'exact_match' or "
+                             f"'accuracy@2x', got {self.leaderboard!r}")
+        if self.leaderboard and (self.mode != 'grid' or len(self.axes) != 2):
+            raise ValueError('Sweep.leaderboard needs a grid of exactly two '
+                             'axes (rows, columns), got a '
+                             f'{self.mode} of {len(self.axes)}')
+        object.__setattr__(self, 'leaderboard', tuple(self.leaderboard))
         object.__setattr__(self, 'base', tuple(base))
-        object.__setattr__(self, 'axes', {k: tuple(v)
-                                          for k, v in self.axes.items()})
+        object.__setattr__(self, 'axes', {
+            k: dict(v) if isinstance(v, Mapping) else tuple(v)
+            for k, v in self.axes.items()})
         object.__setattr__(self, 'bindings', tuple(self.bindings))
+
+
+def _check_bundles(axis: str, bundles: Mapping) -> None:
+    """A bundle axis: label -> the gin file or the bindings it stands for."""
+    def is_bundle_value(b):
+        return (isinstance(b, str) and b.endswith('.gin')) or (
+            isinstance(b, (list, tuple)) and b
+            and all(isinstance(x, str) for x in b))
+    if not bundles or not all(
+            isinstance(label, str) and re.fullmatch(r'[A-Za-z0-9_.+-]+', label)
+            and is_bundle_value(b) for label, b in bundles.items()):
+        raise ValueError(f'Sweep.axes[{axis!r}] must map labels (letters, '
+                         'digits, _.+-) to a gin file or a non-empty list of '
+                         f'gin bindings, got {bundles!r}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,11 +148,13 @@ class Trial:
 
     values: axis key (the short name used in trial names) -> value.
     bindings: the sweep's bindings, then one per axis.
+    files: the gin files after the sweep's base that its bundles name.
     """
 
     name: str
     values: dict[str, Any]
     bindings: tuple[str, ...]
+    files: tuple[str, ...] = ()
 
 
 def _gin_value(value: Any) -> str:
@@ -136,19 +196,40 @@ def axis_keys(axes: Sequence[str]) -> dict[str, str]:
             depth[a] += 1
 
 
+def is_bundle(values) -> bool:
+    """Whether an axis's values are labelled bundles of bindings."""
+    return isinstance(values, Mapping)
+
+
+def all_axes(sweep: Sweep) -> dict[str, tuple | dict]:
+    """The sweep's axes, and the seeds as the innermost one if it has any."""
+    return {**sweep.axes, **({SEED_MACRO: sweep.seeds} if sweep.seeds else {})}
+
+
 def expand(sweep: Sweep) -> list[Trial]:
-    """The sweep's trials, in grid or zip order."""
-    keys = axis_keys(list(sweep.axes))
-    columns = list(sweep.axes.values())
+    """The sweep's trials, in grid or zip order, each point's seeds in a
+    row."""
+    axes = all_axes(sweep)
+    keys = axis_keys(list(axes))
+    columns = [list(v) for v in sweep.axes.values()]  # a bundle's labels
     combos = (itertools.product(*columns) if sweep.mode == 'grid'
               else zip(*columns))
+    if sweep.seeds:
+        combos = (combo + (seed,) for combo in combos for seed in sweep.seeds)
     trials = []
     for combo in combos:
-        values = {keys[a]: v for a, v in zip(sweep.axes, combo)}
+        values = {keys[a]: v for a, v in zip(axes, combo)}
         name = ','.join(f'{k}={short_value(v)}' for k, v in values.items())
-        bindings = sweep.bindings + tuple(
-            f'{a} = {_gin_value(v)}' for a, v in zip(sweep.axes, combo))
-        trials.append(Trial(name, values, bindings))
+        bindings, files = sweep.bindings, ()
+        for axis, value in zip(axes, combo):
+            bundle = axes[axis][value] if is_bundle(axes[axis]) else None
+            if isinstance(bundle, str):
+                files += (bundle,)
+            elif bundle:
+                bindings += tuple(bundle)
+            else:
+                bindings += (f'{axis} = {_gin_value(value)}',)
+        trials.append(Trial(name, values, bindings, files))
     names = [t.name for t in trials]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -200,32 +281,36 @@ def _operative_keys() -> set[tuple[str, str]]:
 def validate(sweep: Sweep, trials: Sequence[Trial]) -> None:
     """Parses and builds every trial's experiment in-process; leaves gin clear.
 
-    Raises ConfigError naming the first bad trial, or an axis that no trial
-    uses (a misspelt macro, or a model the experiment never builds).
+    Raises ConfigError naming the first bad trial (a binding it does not
+    use: a bundle's, or the SEED of Sweep.seeds in a base that seeds itself),
+    or an axis that no trial uses (a misspelt macro, or a model the
+    experiment never builds).
     """
     used = set()
     for trial in trials:
         gin.clear_config()
         try:
-            config.parse(sweep.base, trial.bindings)
+            config.parse(sweep.base + trial.files, trial.bindings)
             config.build_experiment()
             used |= _operative_keys()
         except ConfigError as e:
             raise ConfigError(f'trial {trial.name}: {e}') from e
         finally:
             gin.clear_config()
-    for axis in sweep.axes:
-        if _binding_key(axis) not in used:
+    for axis, values in sweep.axes.items():
+        # A bundle's bindings are each checked as used by its trials' builds.
+        if not is_bundle(values) and _binding_key(axis) not in used:
             raise ConfigError(
                 f'axis {axis!r} has no effect on any trial (no trial uses it; '
                 'a misspelt macro, or a configurable the experiment does not '
                 'build?)')
 
 
+
 def main_args(sweep: Sweep, trial: Trial, output_dir: str) -> list[str]:
     """Arguments after `python` that run one trial by hand."""
     return (['-m', 'experiments.main']
-            + [f'--gin_file={f}' for f in sweep.base]
+            + [f'--gin_file={f}' for f in sweep.base + trial.files]
             + [f'--gin_param={b}' for b in trial.bindings]
             + [f'--output_dir={output_dir}'])
 

@@ -26,7 +26,6 @@ from typing import Sequence
 
 from absl import flags
 from absl import logging
-import jax
 from models.trax_bridge import shapes
 
 from experiments import cli, compile_cache, decoding, errors
@@ -55,11 +54,10 @@ def evaluate(restored, n_batches: int | None = None,
     exp = restored.experiment
     batches = [exp.task.batch('eval', i)
                for i in range(n_batches or exp.n_eval_batches)]
-    rng = jax.random.PRNGKey(exp.seed)
     evaluation = training.Evaluation(exp.model, shapes.signature(batches[0]),
-                                     rng, rng)
-    metrics = evaluation(restored.weights, restore.fitting_state(
-        restored.state, evaluation.initial_model_state), batches)
+                                     *training.fresh_state_keys(exp.seed))
+    metrics = evaluation(restored.weights,
+                         evaluation.fitting_state(restored.state), batches)
     if decode and decoding.why_not_decodable(exp.model, exp.task.length) is None:
         decoder = decoding.decoder_for(exp.model, exp.task.length,
                                        seed=exp.seed)

@@ -13,7 +13,6 @@ import os
 from typing import Any, Sequence
 
 import gin
-import jax
 import numpy as np
 from models.trax_bridge import shapes
 
@@ -57,7 +56,7 @@ def _shape_changers(trained: LanguageModel, model: LanguageModel,
                if getattr(trained, f.name) != getattr(model, f.name)]
     alone = [name for name in changed if not _fits_alone(
         trained, name, getattr(model, name), length, weights)]
-    if not alone and _fits(initial_weights(model, length), weights):
+    if not alone and training.fits(initial_weights(model, length), weights):
         return None
     return [f'models.{model.name}.{name}={getattr(model, name)!r} (trained '
             f'with {getattr(trained, name)!r})' for name in alone or changed]
@@ -77,15 +76,7 @@ def _fits_alone(trained: LanguageModel, name: str, value, length: int,
         probe = dataclasses.replace(trained, **{name: value})
     except ValueError:  # valid only with the other overrides
         return True
-    return _fits(initial_weights(probe, length), weights)
-
-
-def _fits(tree, reference) -> bool:
-    return (jax.tree_util.tree_structure(tree)
-            == jax.tree_util.tree_structure(reference)
-            and all(np.shape(a) == np.shape(b) for a, b in zip(
-                jax.tree_util.tree_leaves(tree),
-                jax.tree_util.tree_leaves(reference))))
+    return training.fits(initial_weights(probe, length), weights)
 
 
 def restore(output_dir: str, gin_params: Sequence[str] = (),
@@ -128,10 +119,3 @@ def restore(output_dir: str, gin_params: Sequence[str] = (),
             'length)')
     return Restored(experiment, weights, state, checkpoint['step'],
                     output_dir, overrides)
-
-
-def fitting_state(saved, fresh):
-    """`saved` (the checkpoint's model state) where it fits the model being
-    run, else `fresh` (its seeded initial state). With no overrides the saved
-    state fits, so evaluation sees the LSH hash keys that training's did."""
-    return saved if _fits(saved, fresh) else fresh

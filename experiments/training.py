@@ -58,6 +58,22 @@ def with_metrics(model: LanguageModel) -> tl.Layer:
     return tl.Serial(model('eval'), tl.Branch(*_metric_layers()))
 
 
+def fresh_state_keys(seed: int):
+    """(init, call) keys of an evaluation whose model state is made fresh
+    (LSH hash keys at another length or hash count): experiments.evaluate's
+    and training's at eval_lengths, so that both score the same."""
+    return jax.random.PRNGKey(seed), jax.random.PRNGKey(seed)
+
+
+def fits(tree, reference) -> bool:
+    """Whether `tree` has `reference`'s structure and leaf shapes."""
+    return (jax.tree_util.tree_structure(tree)
+            == jax.tree_util.tree_structure(reference)
+            and all(np.shape(a) == np.shape(b) for a, b in zip(
+                jax.tree_util.tree_leaves(tree),
+                jax.tree_util.tree_leaves(reference))))
+
+
 class Evaluation:
     """The one teacher-forced evaluation: `model`'s loss and metrics (eval
     mode) averaged over batches, compiled once. Training's periodic eval and
@@ -77,6 +93,14 @@ class Evaluation:
         self._forward = jax.jit(layer.pure_fn)
         self._own = place((layer.weights[1], layer.state[1]))
         self._rng, self._place_batch, self._on_call = rng, place_batch, on_call
+
+    def fitting_state(self, saved):
+        """`saved` (a trained run's model state) where it fits this model,
+        else its seeded initial state: at the trained settings evaluation
+        sees the LSH hash keys that training's did; at other lengths or
+        hash settings the keys are shaped otherwise."""
+        return saved if fits(saved, self.initial_model_state) else (
+            self.initial_model_state)
 
     def __call__(self, weights, state, batches) -> dict[str, float]:
         """METRIC_NAMES -> mean over `batches`, for the model's `weights`
@@ -368,8 +392,9 @@ class TrainingRun:
             task = self.exp.task_at(length)
             batches = [task.batch('eval', i)
                        for i in range(self.exp.n_eval_batches)]
-            at = self._evaluation_at(length, batches[0])(
-                self.weights[0], self.state[0], batches)
+            evaluation = self._evaluation_at(length, batches[0])
+            at = evaluation(self.weights[0],
+                            evaluation.fitting_state(self.state[0]), batches)
             if decode:
                 decoder = decoding.decoder_for(self.exp.model, length,
                                                seed=self.exp.seed)
@@ -382,9 +407,12 @@ class TrainingRun:
     def _evaluation_at(self, length: int, sample) -> 'Evaluation':
         """The compiled evaluation of sequences `length` long."""
         if length not in self._evaluations:
+            keys = ((self._init_rng, self._eval_rng)
+                    if length == self.exp.task.length
+                    else fresh_state_keys(self.exp.seed))
             self._evaluations[length] = Evaluation(
-                self.exp.model, shapes.signature(sample), self._init_rng,
-                self._eval_rng, place=self._replicate,
+                self.exp.model, shapes.signature(sample), *keys,
+                place=self._replicate,
                 place_batch=lambda b: jax.device_put(b, self._batch_sharding),
                 on_call=lambda: self._after_call(f'metrics@{length}'))
         return self._evaluations[length]

@@ -290,7 +290,8 @@ def leaderboards(manifest: dict, rows: list[dict], output_dir: str
             manifest, rows, metric)
         boards[metric] = {'rows': row_labels, 'columns': column_labels,
                           'cells': cells,
-                          'average': [results.average(c) for c in cells]}
+                          'average': [results.average(c) for c in cells],
+                          'parameters': results.parameters(manifest, rows)}
     if not boards:
         return boards
     first, second = results.point_keys(manifest)[:2]
@@ -306,15 +307,16 @@ def leaderboards(manifest: dict, rows: list[dict], output_dir: str
             writer.writerow(['metric', first, *board['columns'], 'average'])
             lines += ['', f'## {metric}', '',
                       f'| {first} | ' + ' | '.join(map(str, board['columns']))
-                      + ' | average |',
-                      '|---|' + '---|' * (len(board['columns']) + 1)]
-            for label, cells, mean in zip(board['rows'], board['cells'],
-                                          board['average']):
+                      + ' | average | parameters |',
+                      '|---|' + '---|' * (len(board['columns']) + 2)]
+            for label, cells, mean, count in zip(
+                    board['rows'], board['cells'], board['average'],
+                    board['parameters']):
                 writer.writerow([metric, label, *(
                     '' if c is None else c for c in cells + [mean])])
                 lines.append(f'| {label} | ' + ' | '.join(
                     '' if c is None else f'{c:.3f}' for c in cells + [mean])
-                    + ' |')
+                    + f' | {count} |')
             _heat_map(manifest['sweep'], metric, first, second, board,
                       os.path.join(output_dir, 'plots'))
     with open(os.path.join(output_dir, 'leaderboard.md'), 'w') as f:

@@ -237,8 +237,7 @@ def test_exact_match_is_teacher_forced_sequence_accuracy(interleaved,
     rng = jax.random.PRNGKey(exp.seed)
     evaluation = training.Evaluation(exp.model, shapes.signature(batch),
                                      rng, rng)
-    state = restore.fitting_state(restored.state,
-                                  evaluation.initial_model_state)
+    state = evaluation.fitting_state(restored.state)
     leaves, tree = jax.tree_util.tree_flatten(restored.weights)
     noise = np.random.default_rng(0)
     shares = []
@@ -448,11 +447,17 @@ def test_evaluate_lengths_gives_one_result_per_length(transformer_run):
     assert at_32['metrics'] == pytest.approx(bound['metrics'], abs=1e-6)
 
 
-def test_training_evaluates_eval_lengths_as_evaluate_does(tmp_path_factory):
+@pytest.mark.parametrize('gin_file, model, extra', [
+    ('transformer_copy.gin', 'TransformerLM', []),
+    # LSH's state (hash keys) is shaped by the length: a fresh one there.
+    ('reformer_reversal.gin', 'ReformerLM', ['models.ReformerLM.chunk_len = 4']),
+])
+def test_training_evaluates_eval_lengths_as_evaluate_does(
+        gin_file, model, extra, tmp_path_factory):
     """Experiment.eval_lengths logs `<metric>@<length>` at every evaluation
     (exact_match@ at decoding ones), equal to evaluate --lengths."""
-    run = _train(tmp_path_factory, 'transformer_copy.gin', 'TransformerLM',
-                 200, ['experiments.Experiment.eval_lengths = [32]'])
+    run = _train(tmp_path_factory, gin_file, model, 200,
+                 ['experiments.Experiment.eval_lengths = [32]', *extra])
     evals = read_scalars(os.path.join(run.output_dir, 'eval'))
     assert [s for s, _ in evals['metrics/accuracy@32']] == [100, 200]
     assert [s for s, _ in evals['metrics/exact_match@32']] == [200]

@@ -220,8 +220,9 @@ def test_seeds_are_aggregated_and_the_leaderboard_drawn(tmp_path):
     assert sum(data['leaderboards']['accuracy@2x']['cells'], []) == (
         pytest.approx([0.075, 0.175, 0.275, 0.35]))
     text = open(os.path.join(out, 'leaderboard.md')).read()
-    assert '| attention | 1 | 2 | average |' in text
-    assert '| lsh | 0.150 | 0.350 | 0.250 |' in text
+    assert '| attention | 1 | 2 | average | parameters |' in text
+    assert '| lsh | 0.150 | 0.350 | 0.250 | 100 |' in text
+    assert board['parameters'] == ['100', '100']
     with open(os.path.join(out, 'leaderboard.csv')) as f:
         lines = list(csv.reader(f))
     assert lines[0] == ['metric', 'attention', '1', '2', 'average']

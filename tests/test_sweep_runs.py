@@ -265,3 +265,54 @@ def test_ctrl_c_stops_trials_cleanly_and_they_resume(tmp_path):
     status, printed = _sweep(f'--gin_file={sweep_file}',
                              f'--output_dir={root}', '--dry_run')
     assert status == 0 and f'# {A}: to run' in printed
+
+
+ZOO = """# A tiny attention zoo (tests only): 2 attention types x 2 tasks x 2 seeds.
+import scripts.sweeps
+scripts.Sweep.base = 'zoo/model.gin'
+scripts.Sweep.bindings = [
+    'experiments.Experiment.n_steps = 2',
+    'experiments.Experiment.eval_every = 2',
+    'experiments.Experiment.decode_eval_every = 2',
+    'experiments.Experiment.n_eval_batches = 1',
+    'models.ReformerLM.d_model = 16',
+    'models.ReformerLM.d_ff = 16',
+    'models.ReformerLM.n_layers = 1',
+    'BATCH_SIZE = 4',
+]
+scripts.Sweep.axes = {
+    'models.ReformerLM.attention': ['full', 'favor'],
+    'task': {'copy': 'zoo/copy.gin', 'mqar': 'zoo/mqar.gin'},
+}
+scripts.Sweep.seeds = [0, 1]
+scripts.Sweep.leaderboard = ['exact_match', 'accuracy@2x']
+"""
+
+
+def test_a_tiny_zoo_end_to_end_with_seeds_and_a_leaderboard(tmp_path):
+    """The zoo's shape (a bundle axis of task files, an attention axis,
+    seeds, a leaderboard) through the real runner and report."""
+    sweep_file = tmp_path / 'zoo.gin'
+    sweep_file.write_text(ZOO)
+    root = str(tmp_path / 'runs')
+    status, out = _sweep(f'--gin_file={sweep_file}', f'--output_dir={root}',
+                         '--parallel=2')
+    assert status == 0, out
+    names = sorted(os.listdir(root))
+    assert 'attention=favor,task=mqar,seed=1' in names
+    assert report.main(['scripts.report', root]) == 0
+    with open(os.path.join(root, 'report.json')) as f:
+        data = json.load(f)
+    assert len(data['rows']) == 8
+    assert {r['n_parameters'] > 0 for r in data['rows']} == {True}
+    assert [r['exact_match_n'] for r in data['over_seeds']] == [2] * 4
+    for metric in ('exact_match', 'accuracy@2x'):
+        board = data['leaderboards'][metric]
+        assert board['rows'] == ['full', 'favor']
+        assert board['columns'] == ['copy', 'mqar']
+        assert all(0 <= c <= 1 for row in board['cells'] for c in row)
+    with open(os.path.join(root, 'leaderboard.csv')) as f:
+        assert len(list(csv.reader(f))) == 2 * 3  # a header and 2 rows each
+    plots = os.listdir(os.path.join(root, 'plots'))
+    assert {'leaderboard_exact_match.png', 'leaderboard_accuracy_2x.png',
+            'eval_accuracy_vs_length.png'} <= set(plots)

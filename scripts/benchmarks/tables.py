@@ -30,6 +30,7 @@ from experiments import cli
 from experiments.errors import ConfigError
 from scripts.benchmarks import (decode, length, settings, solve, startup,
                                 train)
+from scripts.paper import table2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -113,7 +114,7 @@ def sweep_table(data: dict) -> str:
     """A sweep's report.json: its span and one row per trial."""
     span = (f'{data["span_s"] / 60:.1f} min from the first trial\'s start to '
             f'the last one\'s end' if data['span_s'] is not None
-            else 'span unknown (trials were rerun)')
+            else 'span unknown (trials were rerun or did not finish)')
     columns = [('parameters', 'n_parameters', ',d'), ('steps', 'steps', 'd'),
                ('eval accuracy', 'eval_accuracy', '.3f'),
                ('eval sequence accuracy', 'eval_sequence_accuracy', '.3f'),
@@ -139,7 +140,36 @@ def settings_table(data: dict) -> str:
     return f'{data["about"]}:\n\n{settings.format_table(data["rows"])}'
 
 
+def leaderboard_table(data: dict) -> str:
+    """A sweep's report.json with leaderboards: its span, then each
+    leaderboard (rows and columns as the sweep's first two axes)."""
+    lines = [sweep_table(data).split('\n\n')[0]]
+    for metric, board in data['leaderboards'].items():
+        lines += ['', f'{metric}:', '',
+                  '| | ' + ' | '.join(map(str, board['columns']))
+                  + ' | average | parameters |',
+                  '|---|' + '---|' * (len(board['columns']) + 2)]
+        for label, cells, mean, count in zip(
+                board['rows'], board['cells'], board['average'],
+                board['parameters']):
+            lines.append(f'| {label} | ' + ' | '.join(
+                '' if c is None else f'{c:.2f}' for c in cells + [mean])
+                + f' | {count} |')
+    return '\n'.join(lines)
+
+
+def table2_table(found: dict) -> str:
+    """scripts.paper.table2's CSV: its tables, as its table2.md shows them."""
+    lines = []
+    for source, metric, title in table2.SECTIONS:
+        lines += [f'{title}:', ''] + table2.markdown_table(
+            found[(source, metric)]) + ['']
+    return '\n'.join(lines[:-1])
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
+    'reformer_table2.csv': table2_table,
+    'sweep_attention_zoo.json': leaderboard_table,
     'decode.json': decode_table,
     'settings.json': settings_table,
     'sweep_reformer_lsh.json': sweep_table,
@@ -174,6 +204,9 @@ def block(name: str) -> str:
     if not os.path.exists(path):
         raise ConfigError(f'no docs/benchmarks/{name}: run its benchmark '
                           f'with --json=docs/benchmarks/{name}')
+    if name.endswith('.csv'):  # Table 2's; it names no machine, its page does
+        return (f'{TABLES[name](table2.read_csv(path))}\n\n'
+                f'(docs/benchmarks/{name})\n')
     with open(path) as f:
         data = json.load(f)
     return (f'{TABLES[name](data)}\n\nMeasured on: {machine(data)} '

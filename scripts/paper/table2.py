@@ -181,7 +181,7 @@ def _percent(value: float | None) -> str:
     return '' if value is None else f'{100 * value:.1f}%'
 
 
-def _markdown_table(values: dict[str, list[float | None]]) -> list[str]:
+def markdown_table(values: dict[str, list[float | None]]) -> list[str]:
     lines = ['| trained with \\ evaluated with | ' + ' | '.join(COLUMNS)
              + ' |', '|---' * (len(COLUMNS) + 1) + '|']
     for label, row in values.items():
@@ -200,16 +200,20 @@ def tables(results: dict) -> dict[tuple[str, str], dict[str, list]]:
     return out
 
 
+# The tables table2.md shows (and docs/reformer_table2.md, made from the
+# CSV by scripts.benchmarks.tables), in order.
+SECTIONS = [('measured', 'accuracy', 'Measured: accuracy on the second copy '
+             'of w (per token, teacher-forced)'),
+            ('paper', 'accuracy', 'Paper (Kitaev et al. 2020, Table 2): '
+             'accuracy on the second half'),
+            ('measured', 'sequence_accuracy', 'Measured: sequence accuracy '
+             '(every token of the second copy right)')]
+
+
 def write_markdown(path: str, found: dict, about: str) -> None:
-    sections = [('measured', 'accuracy', 'Measured: accuracy on the second '
-                 'copy of w (per token, teacher-forced)'),
-                ('paper', 'accuracy', 'Paper (Kitaev et al. 2020, Table 2): '
-                 'accuracy on the second half'),
-                ('measured', 'sequence_accuracy', 'Measured: sequence '
-                 'accuracy (every token of the second copy right)')]
     lines = ['# Reformer Table 2 (duplication task) at CPU scale', '', about]
-    for source, metric, title in sections:
-        lines += ['', f'## {title}', ''] + _markdown_table(
+    for source, metric, title in SECTIONS:
+        lines += ['', f'## {title}', ''] + markdown_table(
             found[(source, metric)])
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
@@ -223,6 +227,17 @@ def write_csv(path: str, found: dict) -> None:
             for label, row in values.items():
                 writer.writerow([source, metric, label, *[
                     '' if v is None else f'{v:.4f}' for v in row]])
+
+
+def read_csv(path: str) -> dict[tuple[str, str], dict[str, list]]:
+    """What write_csv wrote, as tables() returns it."""
+    found: dict[tuple[str, str], dict[str, list]] = {}
+    with open(path, newline='') as f:
+        for row in csv.DictReader(f):
+            found.setdefault((row['source'], row['metric']), {})[
+                row['trained_with']] = [float(row[c]) if row[c] else None
+                                        for c in COLUMNS]
+    return found
 
 
 def write_heatmaps(path: str, found: dict, title: str) -> None:

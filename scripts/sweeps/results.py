@@ -80,6 +80,19 @@ def leaderboard(manifest: dict, rows: Sequence[dict], metric: str
     return row_labels, column_labels, cells
 
 
+def parameters(manifest: dict, rows: Sequence[dict]) -> list[str]:
+    """Per value of the first axis (a leaderboard's rows), the range of its
+    trials' parameter counts, as text ('' if none recorded)."""
+    first = point_keys(manifest)[0]
+    out = []
+    for value in (label(v) for v in manifest['axes'][0]['values']):
+        counts = [r['n_parameters'] for r in rows
+                  if r[first] == value and r.get('n_parameters')]
+        out.append('' if not counts else f'{min(counts):,}' if min(
+            counts) == max(counts) else f'{min(counts):,}-{max(counts):,}')
+    return out
+
+
 def average(cells: Sequence[float | None]) -> float | None:
     """A leaderboard row's average, over its cells; None if any is missing
     (an average over fewer tasks would rank unlike with like)."""

@@ -1,5 +1,5 @@
 """Each new task is learnable to the last token: a tiny TransformerLM
-trained a few hundred steps from gin reaches eval accuracy and decoded
+trained 1200 steps from gin reaches eval accuracy and decoded
 exact match 1.0, which it could not if a weighted position were
 unpredictable from the tokens before it."""
 import contextlib
@@ -13,12 +13,12 @@ from experiments import main
 
 # name -> bindings of a small instance (the codelab's model and schedule).
 TASKS = {
-    'associative_recall': ['VOCAB_SIZE = 16', 'LENGTH = 12'],  # 4 pairs
+    'associative_recall': ['VOCAB_SIZE = 8', 'LENGTH = 8'],  # 2 pairs
     'induction_heads': ['VOCAB_SIZE = 8', 'LENGTH = 12'],
-    'mqar': ['VOCAB_SIZE = 12', 'LENGTH = 12', 'tasks.mqar.n_pairs = 3',
-             'tasks.mqar.n_queries = 2'],
-    'selective_copying': ['VOCAB_SIZE = 8', 'LENGTH = 12',
-                          'tasks.selective_copying.n_tokens = 3'],
+    'mqar': ['VOCAB_SIZE = 8', 'LENGTH = 10', 'tasks.mqar.n_pairs = 2',
+             'tasks.mqar.n_queries = 1'],
+    'selective_copying': ['VOCAB_SIZE = 8', 'LENGTH = 10',
+                          'tasks.selective_copying.n_tokens = 2'],
 }
 
 
@@ -31,9 +31,9 @@ def test_a_tiny_model_solves_the_task(name, tmp_path):
         f'tasks.{name}.batch_size = %BATCH_SIZE',
         f'tasks.{name}.seed = %SEED',
         'models.TransformerLM.dropout = 0.0',
-        'experiments.Experiment.n_steps = 600',
-        'experiments.Experiment.eval_every = 300',
-        'experiments.Experiment.decode_eval_every = 600',
+        'experiments.Experiment.n_steps = 1200',
+        'experiments.Experiment.eval_every = 400',
+        'experiments.Experiment.decode_eval_every = 1200',
         *TASKS[name]]
     with contextlib.redirect_stdout(io.StringIO()):
         assert main.run(['codelab.gin'], params, str(tmp_path)) == 0

@@ -84,9 +84,8 @@ def at_length(restored, length: int):
     cannot take it (max_len, chunk lengths) or the task cannot be made."""
     exp = restored.experiment
     try:
-        task = dataclasses.replace(exp.task, length=length)
-        return dataclasses.replace(
-            restored, experiment=dataclasses.replace(exp, task=task))
+        return dataclasses.replace(restored, experiment=dataclasses.replace(
+            exp, task=exp.task_at(length)))
     except ValueError as e:
         raise errors.ConfigError(f'--lengths={length}: {e}') from e
 

@@ -271,9 +271,8 @@ ZOO = """# A tiny attention zoo (tests only): FAVOR x 2 tasks x 2 seeds.
 import scripts.sweeps
 scripts.Sweep.base = 'zoo/model.gin'
 scripts.Sweep.bindings = [
-    'experiments.Experiment.n_steps = 2',
+    'STEPS = 2',  # each task file's budget (n_steps, decode_eval_every)
     'experiments.Experiment.eval_every = 2',
-    'experiments.Experiment.decode_eval_every = 2',
     'experiments.Experiment.n_eval_batches = 1',
     'models.ReformerLM.d_model = 16',
     'models.ReformerLM.d_ff = 16',

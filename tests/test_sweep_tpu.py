@@ -200,3 +200,40 @@ def test_finished_names_reads_concatenated_status_files():
             '{"name": "c", "state": "finished"}')
     assert cloud_tpu.finished_names(text) == {'a', 'c'}
     assert cloud_tpu.finished_names('') == set()
+
+
+def test_the_attention_zoo_ships_whole_and_its_trials_resolve_on_a_vm(
+        gcloud, tmp_path):
+    """The shipped zoo sweep, whose task axis names gin files: every trial
+    goes to a VM, the tarball carries each bundle's file, and a trial
+    resolves there (dry run from the unpacked tarball, as the VM runs it)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = sweep.main(['scripts.sweep',
+                             '--gin_file=sweeps/attention_zoo.gin', *TPU,
+                             '--num_vms=2'])
+    assert status == 0, out.getvalue()
+    scripts = [_ssh_command(c) for c in gcloud()
+               if 'ssh' in c and 'for t in' in _ssh_command(c)]
+    assert len(scripts) == 2
+    shipped = [t for s in scripts for t in
+               s.split('for t in ', 1)[1].split('; do', 1)[0].split()]
+    assert len(shipped) == len(set(shipped)) == 24
+    assert 'attention=favor,task=mqar' in shipped
+    vm = tmp_path / 'vm'
+    with tarfile.open(str(tmp_path / 'gcloud.log.tar.gz')) as tar:
+        names = tar.getnames()
+        tar.extractall(vm)
+    for task in ('copy', 'reversal', 'associative_recall', 'induction_heads',
+                 'mqar', 'selective_copying'):
+        assert f'gin_configs/zoo/{task}.gin' in names
+    assert '_sweep/attention_zoo.gin' in names
+    proc = subprocess.run(
+        [sys.executable, '-m', 'scripts.sweep',
+         '--gin_file=_sweep/attention_zoo.gin', '--output_dir=out',
+         '--trial=attention=favor,task=mqar', '--dry_run'],
+        cwd=vm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, PYTHONPATH=str(vm)), timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    assert '--gin_file=zoo/model.gin --gin_file=zoo/mqar.gin' in proc.stdout
+    assert 'dry run: 1 valid trial(s)' in proc.stdout

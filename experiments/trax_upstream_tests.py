@@ -25,23 +25,36 @@ from typing import Dict, List, Optional, Sequence
 import pytest
 
 MULTI_DEVICE_COUNT = 2
-# name -> (test modules, forced CPU device count or None for the default
-# devices). The default-device modules are split in three so that a parallel
-# test session can spread them; the last run repeats the modules that have
-# data-parallel paths on 2 CPU devices.
+# name -> (test modules or node ids, forced CPU device count or None for the
+# default devices). The default-device tests are split in three so that a
+# parallel test session can spread them; the last run repeats on 2 CPU
+# devices the tests that have data-parallel paths: acceleration and training
+# (pmap, replicated and sharded weights), and of decoding only the test that
+# sizes its batch per device (autoregressive_sample itself runs on one
+# device, so the others would repeat the default-device run).
 RUNS = {
     'attention': (('trax.layers.research.efficient_attention_test',), None),
     'models': (('trax.models.transformer_test',
                 'trax.models.reformer.reformer_test',
                 'trax.layers.reversible_test',
-                'trax.layers.assert_shape_test'), None),
+                'trax.layers.assert_shape_test',
+                # CausalFavor, models.ReformerLM's attention='favor'.
+                'trax.layers.research.sparsity_test::FavorTest'), None),
     'training': (('trax.layers.acceleration_test',
                   'trax.supervised.decoding_test',
                   'trax.supervised.training_test'), None),
     'two_devices': (('trax.layers.acceleration_test',
-                     'trax.supervised.decoding_test',
+                     'trax.supervised.decoding_test::DecodingTest::'
+                     'test_autoregressive_sample_transformerlm',
                      'trax.supervised.training_test'), MULTI_DEVICE_COUNT),
 }
+
+# trax's tests run tiny programs, so compiling them is most of their time;
+# without LLVM's optimisations XLA:CPU compiles them faster (a quarter less
+# CPU time over two of the slowest attention tests). What they check, the
+# bridge's API fixes and trax's layer arithmetic, does not depend on how
+# well the machine code is optimised. An XLA_FLAGS that sets a level wins.
+FAST_COMPILE = '--xla_backend_optimization_level=0'
 
 # Known failures, keyed 'module::Class::test'. Each reason says why it does
 # not matter for us: we train TransformerLM/ReformerLM from scratch on
@@ -158,6 +171,8 @@ def _env(n_cpu_devices: Optional[int]) -> Dict[str, str]:
         p for p in (repo_root, env.get('PYTHONPATH')) if p)
     flags = re.sub(r'--xla_force_host_platform_device_count=\S+', '',
                    env.get('XLA_FLAGS', '')).strip()
+    if '--xla_backend_optimization_level' not in flags:
+        flags += ' ' + FAST_COMPILE
     if n_cpu_devices:
         flags += f' --xla_force_host_platform_device_count={n_cpu_devices}'
         env['JAX_PLATFORMS'] = 'cpu'  # on a GPU box too: 2 CPU devices

@@ -190,21 +190,26 @@ def _remove_unfinished(directory: str) -> None:
 def save(output_dir: str, step: int, *, weights, state, slots,
          keep: int = 3) -> str:
     """Writes the checkpoint for `step` (replacing one already there);
-    keeps the newest `keep` of them. Synchronous: on return it is on disk."""
+    keeps the newest `keep` of them. Synchronous: on return it is on disk.
+    In a run over several processes every process calls this with the same
+    (replicated) trees; Orbax writes them once, and only process 0 tidies."""
     ocp = _orbax()
     arrays, nesting = {}, {}
     for name, tree in zip(TREES, (weights, state, slots)):
         nesting[name], leaves = flatten(tree)
         arrays[name] = {str(i): leaf for i, leaf in enumerate(leaves)}
-    _remove_unfinished(os.path.join(output_dir, SUBDIR))
+    primary = jax.process_index() == 0
+    if primary:
+        _remove_unfinished(os.path.join(output_dir, SUBDIR))
     path = path_for(output_dir, step)
     meta = {'format': FORMAT, 'step': step, 'nesting': nesting}
     with _quiet(), ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as c:
         c.save(os.path.abspath(path), force=True, args=ocp.args.Composite(
             arrays=ocp.args.StandardSave(arrays),
             meta=ocp.args.JsonSave(meta)))
-    for old in list_steps(output_dir)[:-keep]:
-        _remove(path_for(output_dir, old))
+    if primary:
+        for old in list_steps(output_dir)[:-keep]:
+            _remove(path_for(output_dir, old))
     return path
 
 

@@ -11,12 +11,19 @@ latest checkpoint there. A directory holding a run with other bindings is
 refused unless --overwrite is given (only n_steps may change, to extend a run),
 and so is a directory another process is training in.
 
+One run over several processes (one per host of a TPU slice, or on one
+machine for a test): start the same command in every process with
+--coordinator_address, --num_processes and --process_id (on a multi-host
+Cloud TPU slice they come from the environment); see
+experiments/distributed.py.
+
 Exit status: 0 done, 1 training failed (diverged), 2 bad input or unusable
 output directory (nothing written), 130 interrupted (resume with the same
 command).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Sequence
@@ -24,7 +31,8 @@ from typing import Sequence
 from absl import flags
 from absl import logging
 
-from experiments import cli, compile_cache, config, run_dir, training
+from experiments import (cli, compile_cache, config, distributed, run_dir,
+                         training)
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_multi_string(
@@ -39,6 +47,19 @@ flags.DEFINE_string(
 flags.DEFINE_bool(
     'dry_run', False, 'Parse and validate, print the config, train nothing.',
     flag_values=FLAGS)
+flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, in a run over '
+    'several processes (jax.distributed).', flag_values=FLAGS)
+flags.DEFINE_integer(
+    'num_processes', None, 'Processes of a run over several.',
+    flag_values=FLAGS)
+flags.DEFINE_integer(
+    'process_id', None, 'This process, 0 to num_processes - 1.',
+    flag_values=FLAGS)
+flags.DEFINE_float(
+    'initialization_timeout', distributed.DEFAULT_TIMEOUT_S,
+    'Seconds the processes of a run over several wait for each other.',
+    flag_values=FLAGS)
 flags.DEFINE_bool(
     'overwrite', False, 'Start over in --output_dir, deleting the run there.',
     flag_values=FLAGS)
@@ -47,38 +68,58 @@ RESUME_HINT = ('interrupted; rerun the same command to resume from the last '
                'checkpoint')
 
 
-def _train(gin_files, gin_params, output_dir, dry_run, overwrite) -> int:
+def _train(gin_files, gin_params, output_dir, dry_run, overwrite,
+           cluster, timeout_s) -> int:
     import gin
     config.parse(gin_files, gin_params)
     experiment = config.build_experiment()
     output_dir = output_dir or os.path.join(
         'runs', config.experiment_name(gin_files))
     run_dir.guard(output_dir, gin.config_str(), overwrite)
-    training.start_jax(experiment)  # also a step of the dry run
     if dry_run:
+        training.start_jax(experiment)  # this process's devices only
         print(gin.config_str())
-        print(f'# dry run: valid; would write to {output_dir}')
+        print(f'# dry run: valid; would write to {output_dir}'
+              + (f' from {cluster.num_processes} processes' if cluster
+                 else ''))
         return 0
+    distributed.start(cluster, timeout_s)
+    training.start_jax(experiment)
     compile_cache.enable()
-    with run_dir.exclusive(output_dir):
-        if overwrite:
+    # Process 0 holds the directory for the run; the others write nothing.
+    primary = distributed.is_primary()
+    with (run_dir.exclusive(output_dir) if primary
+          else contextlib.nullcontext()):
+        if overwrite and primary:
             run_dir.clear(output_dir)
+        distributed.barrier('run directory ready')
         training.train(experiment, output_dir)
     return 0
 
 
 def run(gin_files, gin_params, output_dir=None, dry_run=False,
-        overwrite=False) -> int:
-    """The whole command, from parsed flags; returns the exit status."""
+        overwrite=False, cluster=None,
+        timeout_s=distributed.DEFAULT_TIMEOUT_S) -> int:
+    """The whole command, from parsed flags; returns the exit status.
+    `cluster` (distributed.Cluster) makes this one process of a run over
+    several."""
     logging.set_verbosity(logging.WARNING)  # our own progress lines say enough
     return cli.status_of(lambda: _train(gin_files, gin_params, output_dir,
-                                        dry_run, overwrite), RESUME_HINT)
+                                        dry_run, overwrite, cluster,
+                                        timeout_s), RESUME_HINT)
+
+
+def _cluster() -> distributed.Cluster | None:
+    return (distributed.from_flags(FLAGS.coordinator_address,
+                                   FLAGS.num_processes, FLAGS.process_id)
+            or distributed.from_environment())
 
 
 def main(argv: Sequence[str]) -> int:
     return cli.run(FLAGS, argv, __doc__, lambda args: run(
         FLAGS.gin_file, FLAGS.gin_param, FLAGS.output_dir, FLAGS.dry_run,
-        FLAGS.overwrite), interrupted=RESUME_HINT)
+        FLAGS.overwrite, _cluster(), FLAGS.initialization_timeout),
+        interrupted=RESUME_HINT)
 
 
 def console() -> None:

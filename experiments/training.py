@@ -25,6 +25,7 @@ from models.trax_bridge import shapes, tl, trax
 
 from experiments import checkpoints
 from experiments import decoding
+from experiments import distributed
 from experiments.errors import ConfigError, TrainingError
 from experiments import manifest
 from experiments import run_dir
@@ -126,7 +127,8 @@ class Experiment:
       optimizer's own learning rate.
     eval_every / checkpoint_every: cadence in steps; the last step always
       evaluates and checkpoints.
-    n_devices: data-parallel devices; None uses every local device.
+    n_devices: data-parallel devices; None uses every device (of every
+      process, in a run over several: experiments/distributed.py).
     decode_eval_every: every this many steps (a multiple of eval_every, and
       at the last step) also measure exact_match: the share of eval examples
       whose whole answer the model generates itself (greedy, predict mode).
@@ -229,13 +231,19 @@ class Experiment:
         return dataclasses.replace(self.task, length=length)
 
     def resolved_n_devices(self) -> int:
-        """The devices the batch is split over, checked against this
-        process's devices (starting JAX if nothing has)."""
-        available = jax.local_device_count()
+        """The devices the batch is split over, checked against the run's
+        devices (starting JAX if nothing has). A run over several processes
+        uses all of them, so that each process has its share."""
+        available = jax.device_count()
         n_devices = available if self.n_devices is None else self.n_devices
+        if jax.process_count() > 1 and n_devices != available:
+            raise ConfigError(
+                f'Experiment.n_devices={self.n_devices!r}: a run over '
+                f'{jax.process_count()} processes uses all {available} '
+                'devices (leave n_devices unset)')
         if not 1 <= n_devices <= available:
             raise ConfigError(f'Experiment.n_devices={self.n_devices!r}, but '
-                              f'{available} local device(s) are available')
+                              f'{available} device(s) are available')
         if self.task.batch_size % n_devices:
             raise ConfigError(
                 f'batch size {self.task.batch_size} is not divisible by the '
@@ -328,15 +336,25 @@ class TrainingRun:
         self._default_learning_rate = float(
             optimizer.opt_params['learning_rate'])
 
-        mesh = jax.sharding.Mesh(
-            np.array(jax.local_devices()[:self.n_devices]), ('batch',))
+        # Training runs over every process's devices; evaluation and
+        # decoding over this process's own (each process evaluates the same
+        # batches with its copy of the weights), so with one process both
+        # meshes are the same.
+        devices = jax.devices()[:self.n_devices]
+        mesh = jax.sharding.Mesh(np.array(devices), ('batch',))
+        own_mesh = jax.sharding.Mesh(np.array(
+            [d for d in devices if d.process_index == jax.process_index()]),
+            ('batch',))
         replicated = NamedSharding(mesh, PartitionSpec())
-        self._batch_sharding = NamedSharding(mesh, PartitionSpec('batch'))
         self._batches_sharding = NamedSharding(
             mesh, PartitionSpec(None, 'batch'))
         self._replicate = lambda tree: jax.device_put(tree, replicated)
-        self._eval_rng, self._train_rng = self._replicate(
-            (self._eval_rng, self._train_rng))
+        self._batch_sharding = NamedSharding(own_mesh, PartitionSpec('batch'))
+        own_replicated = NamedSharding(own_mesh, PartitionSpec())
+        self._replicate_own = lambda tree: jax.device_put(
+            own_copy(tree), own_replicated)
+        self._eval_rng = self._replicate_own(self._eval_rng)
+        self._train_rng = self._replicate(self._train_rng)
 
         self.step = 0
         weights, state = model_with_loss.weights, model_with_loss.state
@@ -380,26 +398,30 @@ class TrainingRun:
             self._called.add(program)
             xla_cpu.release_freed_memory()
 
+    def own_weights_and_state(self):
+        """The model's weights and state on this process's devices."""
+        return self._replicate_own((self.weights[0], self.state[0]))
+
     def metrics(self, batches) -> dict[str, float]:
         """Loss and metrics (eval mode, current weights) averaged over batches."""
-        return self._evaluation(self.weights[0], self.state[0], batches)
+        return self._evaluation(*self.own_weights_and_state(), batches)
 
     def evaluate(self, decode: bool = False) -> dict[str, float]:
         """The eval metrics (and, if `decode`, exact_match) at the task's
         length, and as `<metric>@<length>` at each of eval_lengths."""
         evals = {}
+        weights, state = self.own_weights_and_state()
         for length in (self.exp.task.length,) + self.exp.eval_lengths:
             task = self.exp.task_at(length)
             batches = [task.batch('eval', i)
                        for i in range(self.exp.n_eval_batches)]
             evaluation = self._evaluation_at(length, batches[0])
-            at = evaluation(self.weights[0],
-                            evaluation.fitting_state(self.state[0]), batches)
+            at = evaluation(weights, evaluation.fitting_state(state), batches)
             if decode:
                 decoder = decoding.decoder_for(self.exp.model, length,
                                                seed=self.exp.seed)
-                at['exact_match'] = decoding.exact_match(
-                    decoder, self.weights[0], batches)
+                at['exact_match'] = decoding.exact_match(decoder, weights,
+                                                         batches)
             suffix = '' if length == self.exp.task.length else f'@{length}'
             evals.update({f'{k}{suffix}': v for k, v in at.items()})
         return evals
@@ -412,7 +434,7 @@ class TrainingRun:
                     else fresh_state_keys(self.exp.seed))
             self._evaluations[length] = Evaluation(
                 self.exp.model, shapes.signature(sample), *keys,
-                place=self._replicate,
+                place=self._replicate_own,
                 place_batch=lambda b: jax.device_put(b, self._batch_sharding),
                 on_call=lambda: self._after_call(f'metrics@{length}'))
         return self._evaluations[length]
@@ -442,8 +464,8 @@ class TrainingRun:
         first = self.step + 1
         # Padding to a fixed length keeps one compile; the loop stops at n.
         padded = batches + [batches[-1]] * (self.steps_per_call - n)
-        stacked = jax.device_put(tuple(np.stack(x) for x in zip(*padded)),
-                                 self._batches_sharding)
+        stacked = tuple(_place_rows(np.stack(x), self._batches_sharding)
+                        for x in zip(*padded))
         rates = np.zeros(self.steps_per_call, np.float32)
         rates[:n] = self.learning_rates(first, n)
         self.weights, self.slots, self.state, losses = self._train_steps(
@@ -451,7 +473,7 @@ class TrainingRun:
             rates, self._train_rng, np.int32(first), np.int32(n))
         self._after_call('train_steps')
         self.step += n
-        return losses[:n]
+        return own_copy(losses)[:n]
 
     def check_finite(self, losses: list, last_step: int) -> None:
         """Raises if any of the losses (arrays of consecutive steps ending at
@@ -483,13 +505,35 @@ class TrainingRun:
 
     def save(self) -> None:
         weights, state, slots = jax.tree_util.tree_map(
-            np.asarray, (self.weights, self.state, self.slots))
+            np.asarray, own_copy((self.weights, self.state, self.slots)))
         # A step with a finite loss can still leave non-finite weights.
         if not all(np.isfinite(w).all()
                    for w in jax.tree_util.tree_leaves(weights)):
             self._diverged(f'the weights after step {self.step} are not finite')
         checkpoints.save(self.output_dir, self.step, weights=weights,
                          state=state, slots=slots)
+
+
+def own_copy(tree):
+    """`tree` with each array that spans several processes (replicated) as
+    this process's copy of it; arrays within this process stay as they are."""
+    return jax.tree_util.tree_map(
+        lambda x: x if getattr(x, 'is_fully_addressable', True)
+        else x.addressable_data(0), tree)
+
+
+def _place_rows(stacked: np.ndarray, sharding) -> jax.Array:
+    """A stack of batches (steps x batch x ...) as one array split over the
+    batch axis: with several processes each gives only the rows that its
+    own devices hold."""
+    if jax.process_count() == 1:
+        return jax.device_put(stacked, sharding)
+    rows = [index[1] for index in sharding.addressable_devices_indices_map(
+        stacked.shape).values()]
+    first = min(r.start or 0 for r in rows)
+    last = max(stacked.shape[1] if r.stop is None else r.stop for r in rows)
+    return jax.make_array_from_process_local_data(
+        sharding, stacked[:, first:last], stacked.shape)
 
 
 def _train_steps(pure_fn, optimizer, weights, slots, state, opt_params,
@@ -534,11 +578,15 @@ def train(experiment: Experiment, output_dir: str,
 
     Writes output_dir/config.gin (the full config) at start,
     output_dir/operative_config.gin, TensorBoard events under train/ and eval/,
-    and checkpoints under checkpoints/.
+    and checkpoints under checkpoints/. In a run over several processes,
+    every process calls this; only process 0 writes and logs (checkpoints
+    are written by all together).
     """
     run = TrainingRun(experiment, output_dir)
     run.check_disk()  # before anything is written
     exp = experiment
+    if not distributed.is_primary():
+        log = _silent
     start = manifest.collect(xla_cpu.pool_size(), run.n_devices)
     starts = manifest.read(output_dir)
     if run.step and starts:
@@ -547,20 +595,15 @@ def train(experiment: Experiment, output_dir: str,
             raise run_dir.RunDirError(f'cannot resume {output_dir}: {refusal}')
         if warning:
             print(f'warning: {warning}', file=sys.stderr)
-    os.makedirs(output_dir, exist_ok=True)
-    manifest.record(output_dir, starts, start)
-    with open(os.path.join(output_dir, 'config.gin'), 'w') as f:
-        f.write(gin.config_str())
     operative = gin.operative_config_str()
-    with open(os.path.join(output_dir, 'operative_config.gin'), 'w') as f:
-        f.write(operative)
+    files = _RunFiles(output_dir, distributed.is_primary())
+    files.start(starts, start, operative)
 
     if run.step >= exp.n_steps:
         log(f'{output_dir} already holds a checkpoint at step {run.step} '
             f'(n_steps={exp.n_steps}); evaluating it.')
         evals = run.evaluate()
-        run_dir.write_progress(output_dir, run.step, exp.n_steps, evals,
-                               run.about, finished=True)
+        files.progress(run.step, exp.n_steps, evals, run.about, finished=True)
         log(_final_line(evals))
         return evals
     if run.step:
@@ -575,14 +618,7 @@ def train(experiment: Experiment, output_dir: str,
         f'{exp.n_steps} steps on {run.n_devices} device(s); '
         f'writing to {output_dir}')
 
-    # Steps after the checkpoint were logged by a killed run and are redone.
-    logged = summaries.compact(os.path.join(output_dir, 'train'), run.step)
-    summaries.compact(os.path.join(output_dir, 'eval'), run.step)
-    train_writer = SummaryWriter(os.path.join(output_dir, 'train'))
-    eval_writer = SummaryWriter(os.path.join(output_dir, 'eval'))
-    if ('config/operative', run.step) not in logged:
-        train_writer.text(run.step, 'config/operative',
-                          _markdown_config(operative))
+    train_writer, eval_writer = files.writers(run.step, operative)
     evals = {}
     try:
         stream = exp.task.stream('train', start=run.step)
@@ -627,8 +663,8 @@ def train(experiment: Experiment, output_dir: str,
                 eval_writer.flush()
                 log(_progress_line(run.step, exp.n_steps, train_metrics,
                                    evals, steps_per_second))
-                run_dir.write_progress(output_dir, run.step, exp.n_steps,
-                                       evals, run.about, steps_per_second)
+                files.progress(run.step, exp.n_steps, evals, run.about,
+                               steps_per_second)
                 losses = []
             if checkpoint_now:
                 run.save()
@@ -637,10 +673,64 @@ def train(experiment: Experiment, output_dir: str,
     finally:
         train_writer.close()
         eval_writer.close()
-    run_dir.write_progress(output_dir, run.step, exp.n_steps, evals,
-                           run.about, finished=True)
+    files.progress(run.step, exp.n_steps, evals, run.about, finished=True)
     log(_final_line(evals))
     return evals
+
+
+def _silent(line: str) -> None:
+    del line  # a process other than 0 of a run over several logs nothing
+
+
+class _NoWriter:
+    """Stands in for a SummaryWriter in the processes that write nothing."""
+
+    def scalars(self, step, values) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _RunFiles:
+    """What train() writes into the run directory besides checkpoints: the
+    manifest, configs, progress and events, all by one process."""
+
+    def __init__(self, output_dir: str, writes: bool):
+        self.output_dir, self.writes = output_dir, writes
+
+    def start(self, starts, start, operative: str) -> None:
+        if not self.writes:
+            return
+        os.makedirs(self.output_dir, exist_ok=True)
+        manifest.record(self.output_dir, starts, start)
+        with open(os.path.join(self.output_dir, 'config.gin'), 'w') as f:
+            f.write(gin.config_str())
+        with open(os.path.join(self.output_dir, 'operative_config.gin'),
+                  'w') as f:
+            f.write(operative)
+
+    def writers(self, step: int, operative: str):
+        """(train, eval) event writers from `step` on: steps after the
+        checkpoint were logged by a killed run and are redone."""
+        if not self.writes:
+            return _NoWriter(), _NoWriter()
+        logged = summaries.compact(os.path.join(self.output_dir, 'train'),
+                                   step)
+        summaries.compact(os.path.join(self.output_dir, 'eval'), step)
+        train_writer = SummaryWriter(os.path.join(self.output_dir, 'train'))
+        eval_writer = SummaryWriter(os.path.join(self.output_dir, 'eval'))
+        if ('config/operative', step) not in logged:
+            train_writer.text(step, 'config/operative',
+                              _markdown_config(operative))
+        return train_writer, eval_writer
+
+    def progress(self, *args, **kwargs) -> None:
+        if self.writes:
+            run_dir.write_progress(self.output_dir, *args, **kwargs)
 
 
 # The gin root: experiment files bind `experiments.Experiment.<field>`.

@@ -308,7 +308,7 @@ def test_devices_are_checked_where_they_are_used_and_at_a_dry_run(
     assert main.run(['codelab.gin'], too_many, output_dir=str(tmp_path / 'r'),
                     dry_run=True) == 2
     assert capsys.readouterr().err == (
-        'error: Experiment.n_devices=64, but 1 local device(s) are '
+        'error: Experiment.n_devices=64, but 1 device(s) are '
         'available\n')
     assert not (tmp_path / 'r').exists()
 

@@ -49,13 +49,6 @@ RUNS = {
                      'trax.supervised.training_test'), MULTI_DEVICE_COUNT),
 }
 
-# trax's tests run tiny programs, so compiling them is most of their time;
-# without LLVM's optimisations XLA:CPU compiles them faster (a quarter less
-# CPU time over two of the slowest attention tests). What they check, the
-# bridge's API fixes and trax's layer arithmetic, does not depend on how
-# well the machine code is optimised. An XLA_FLAGS that sets a level wins.
-FAST_COMPILE = '--xla_backend_optimization_level=0'
-
 # Known failures, keyed 'module::Class::test'. Each reason says why it does
 # not matter for us: we train TransformerLM/ReformerLM from scratch on
 # synthetic tasks, decode in predict mode, and use local data parallelism.
@@ -171,8 +164,6 @@ def _env(n_cpu_devices: Optional[int]) -> Dict[str, str]:
         p for p in (repo_root, env.get('PYTHONPATH')) if p)
     flags = re.sub(r'--xla_force_host_platform_device_count=\S+', '',
                    env.get('XLA_FLAGS', '')).strip()
-    if '--xla_backend_optimization_level' not in flags:
-        flags += ' ' + FAST_COMPILE
     if n_cpu_devices:
         flags += f' --xla_force_host_platform_device_count={n_cpu_devices}'
         env['JAX_PLATFORMS'] = 'cpu'  # on a GPU box too: 2 CPU devices

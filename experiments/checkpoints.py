@@ -33,6 +33,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from experiments import distributed
 from experiments.errors import one_line
 from experiments.run_dir import RunDirError
 
@@ -198,7 +199,7 @@ def save(output_dir: str, step: int, *, weights, state, slots,
     for name, tree in zip(TREES, (weights, state, slots)):
         nesting[name], leaves = flatten(tree)
         arrays[name] = {str(i): leaf for i, leaf in enumerate(leaves)}
-    primary = jax.process_index() == 0
+    primary = distributed.is_primary()
     if primary:
         _remove_unfinished(os.path.join(output_dir, SUBDIR))
     path = path_for(output_dir, step)

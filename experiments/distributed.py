@@ -118,11 +118,6 @@ def start(cluster: Cluster | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None
         initialization_timeout=max(1, int(timeout_s)))
 
 
-def process_count() -> int:
-    import jax
-    return jax.process_count()
-
-
 def is_primary() -> bool:
     """Whether this process writes the run's files (process 0, or the only
     one)."""

@@ -585,7 +585,8 @@ def train(experiment: Experiment, output_dir: str,
     run = TrainingRun(experiment, output_dir)
     run.check_disk()  # before anything is written
     exp = experiment
-    if not distributed.is_primary():
+    primary = distributed.is_primary()
+    if not primary:
         log = _silent
     start = manifest.collect(xla_cpu.pool_size(), run.n_devices)
     starts = manifest.read(output_dir)
@@ -596,7 +597,7 @@ def train(experiment: Experiment, output_dir: str,
         if warning:
             print(f'warning: {warning}', file=sys.stderr)
     operative = gin.operative_config_str()
-    files = _RunFiles(output_dir, distributed.is_primary())
+    files = _RunFiles(output_dir, primary)
     files.start(starts, start, operative)
 
     if run.step >= exp.n_steps:

@@ -25,15 +25,23 @@ from typing import Dict, List, Optional, Sequence
 import pytest
 
 MULTI_DEVICE_COUNT = 2
+_LSH_BATCHING = ('efficient_attention_test::EfficientAttentionTest::'
+                 'test_batching_lsh_self_attention')
 # name -> (test modules or node ids, forced CPU device count or None for the
-# default devices). The default-device tests are split in three so that a
-# parallel test session can spread them; the last run repeats on 2 CPU
+# default devices). The default-device tests are split in four so that a
+# parallel test session can spread them (the LSH batching test alone takes
+# over half of the attention tests' time); the last run repeats on 2 CPU
 # devices the tests that have data-parallel paths: acceleration and training
 # (pmap, replicated and sharded weights), and of decoding only the test that
 # sizes its batch per device (autoregressive_sample itself runs on one
 # device, so the others would repeat the default-device run).
 RUNS = {
-    'attention': (('trax.layers.research.efficient_attention_test',), None),
+    'lsh_batching': (('trax.layers.research.' + _LSH_BATCHING,), None),
+    'attention': (('trax.layers.research.efficient_attention_test',
+                   # run by 'lsh_batching' (a path: --deselect takes no
+                   # module names)
+                   '--deselect=trax/layers/research/'
+                   + _LSH_BATCHING.replace('::', '.py::', 1)), None),
     'models': (('trax.models.transformer_test',
                 'trax.models.reformer.reformer_test',
                 'trax.layers.reversible_test',

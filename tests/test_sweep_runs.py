@@ -226,8 +226,11 @@ def test_report_writes_table_and_plots(tiny, tmp_path):
 def test_ctrl_c_stops_trials_cleanly_and_they_resume(tmp_path):
     """Ctrl-C at a sweep command while a trial trains: the trial is stopped
     (SIGINT, so it exits by itself), marked interrupted, and listed to run
-    again. The sweep is a real process, as a user's is, so the signal does
-    not depend on what earlier tests did to this process's handlers."""
+    again. The sweep is a real process, as a user's is, started with
+    SIGINT's default action, so the signal depends neither on what earlier
+    tests did to this process's handlers nor on how the suite was launched
+    (a background job of a non-interactive shell ignores SIGINT, and its
+    children inherit that)."""
     sweep_file = tmp_path / 'long.gin'
     sweep_file.write_text(TINY.format(n_steps=10**6).replace(
         "[16, 32]", "[16]").replace("[1, 2]", "[1]"))
@@ -237,7 +240,8 @@ def test_ctrl_c_stops_trials_cleanly_and_they_resume(tmp_path):
         command = subprocess.Popen(
             [sys.executable, '-m', 'scripts.sweep',
              f'--gin_file={sweep_file}', f'--output_dir={root}'],
-            stdout=out, stderr=subprocess.STDOUT)
+            stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 600
         while not (os.path.exists(log) and re.search(

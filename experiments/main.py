@@ -15,7 +15,8 @@ One run over several processes (one per host of a TPU slice, or on one
 machine for a test): start the same command in every process with
 --coordinator_address, --num_processes and --process_id (on a multi-host
 Cloud TPU slice they come from the environment); see
-experiments/distributed.py.
+experiments/distributed.py. --mirror_to=gs://... keeps a copy of the run
+directory in a bucket, updated at every checkpoint (experiments/mirror.py).
 
 Exit status: 0 done, 1 training failed (diverged), 2 bad input or unusable
 output directory (nothing written), 130 interrupted (resume with the same
@@ -31,8 +32,8 @@ from typing import Sequence
 from absl import flags
 from absl import logging
 
-from experiments import (cli, compile_cache, config, distributed, run_dir,
-                         training)
+from experiments import (cli, compile_cache, config, distributed, mirror,
+                         run_dir, training)
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_multi_string(
@@ -60,6 +61,11 @@ flags.DEFINE_float(
     'initialization_timeout', distributed.DEFAULT_TIMEOUT_S,
     'Seconds the processes of a run over several wait for each other.',
     flag_values=FLAGS)
+flags.DEFINE_string(
+    mirror.FLAG, None, 'gs:// path: copy the run directory there after each '
+    'checkpoint and at the end (gcloud storage rsync), so that a run on a '
+    'VM that can be preempted resumes elsewhere; see experiments/mirror.py.',
+    flag_values=FLAGS)
 flags.DEFINE_bool(
     'overwrite', False, 'Start over in --output_dir, deleting the run there.',
     flag_values=FLAGS)
@@ -69,8 +75,9 @@ RESUME_HINT = ('interrupted; rerun the same command to resume from the last '
 
 
 def _train(gin_files, gin_params, output_dir, dry_run, overwrite,
-           cluster, timeout_s) -> int:
+           cluster, timeout_s, mirror_to) -> int:
     import gin
+    mirror_to = mirror.checked(mirror_to)
     config.parse(gin_files, gin_params)
     experiment = config.build_experiment()
     output_dir = output_dir or os.path.join(
@@ -93,20 +100,20 @@ def _train(gin_files, gin_params, output_dir, dry_run, overwrite,
         if overwrite and primary:
             run_dir.clear(output_dir)
         distributed.barrier('run directory ready')
-        training.train(experiment, output_dir)
+        training.train(experiment, output_dir, mirror_to=mirror_to)
     return 0
 
 
 def run(gin_files, gin_params, output_dir=None, dry_run=False,
         overwrite=False, cluster=None,
-        timeout_s=distributed.DEFAULT_TIMEOUT_S) -> int:
+        timeout_s=distributed.DEFAULT_TIMEOUT_S, mirror_to=None) -> int:
     """The whole command, from parsed flags; returns the exit status.
     `cluster` (distributed.Cluster) makes this one process of a run over
-    several."""
+    several; `mirror_to` is --mirror_to."""
     logging.set_verbosity(logging.WARNING)  # our own progress lines say enough
     return cli.status_of(lambda: _train(gin_files, gin_params, output_dir,
                                         dry_run, overwrite, cluster,
-                                        timeout_s), RESUME_HINT)
+                                        timeout_s, mirror_to), RESUME_HINT)
 
 
 def _cluster() -> distributed.Cluster | None:
@@ -118,7 +125,8 @@ def _cluster() -> distributed.Cluster | None:
 def main(argv: Sequence[str]) -> int:
     return cli.run(FLAGS, argv, __doc__, lambda args: run(
         FLAGS.gin_file, FLAGS.gin_param, FLAGS.output_dir, FLAGS.dry_run,
-        FLAGS.overwrite, _cluster(), FLAGS.initialization_timeout),
+        FLAGS.overwrite, _cluster(), FLAGS.initialization_timeout,
+        FLAGS.mirror_to),
         interrupted=RESUME_HINT)
 
 

@@ -26,6 +26,7 @@ from models.trax_bridge import shapes, tl, trax
 from experiments import checkpoints
 from experiments import decoding
 from experiments import distributed
+from experiments import mirror
 from experiments.errors import ConfigError, TrainingError
 from experiments import manifest
 from experiments import run_dir
@@ -573,21 +574,24 @@ def _markdown_config(config: str) -> str:
 
 
 def train(experiment: Experiment, output_dir: str,
-          log: Callable[[str], None] = print) -> dict[str, float]:
+          log: Callable[[str], None] = print,
+          mirror_to: str | None = None) -> dict[str, float]:
     """Trains (or resumes) `experiment` in `output_dir`; returns final eval metrics.
 
     Writes output_dir/config.gin (the full config) at start,
     output_dir/operative_config.gin, TensorBoard events under train/ and eval/,
     and checkpoints under checkpoints/. In a run over several processes,
     every process calls this; only process 0 writes and logs (checkpoints
-    are written by all together).
+    are written by all together). With `mirror_to` (a gs:// path, checked
+    by experiments.mirror), process 0 copies output_dir there after each
+    checkpoint and at the end.
     """
     run = TrainingRun(experiment, output_dir)
     run.check_disk()  # before anything is written
     exp = experiment
     primary = distributed.is_primary()
     if not primary:
-        log = _silent
+        log, mirror_to = _silent, None
     start = manifest.collect(xla_cpu.pool_size(), run.n_devices)
     starts = manifest.read(output_dir)
     if run.step and starts:
@@ -605,6 +609,7 @@ def train(experiment: Experiment, output_dir: str,
             f'(n_steps={exp.n_steps}); evaluating it.')
         evals = run.evaluate()
         files.progress(run.step, exp.n_steps, evals, run.about, finished=True)
+        mirror.push(output_dir, mirror_to)
         log(_final_line(evals))
         return evals
     if run.step:
@@ -669,12 +674,14 @@ def train(experiment: Experiment, output_dir: str,
                 losses = []
             if checkpoint_now:
                 run.save()
+                mirror.push(output_dir, mirror_to)
             # steps/s counts training only
             start_step, start_time = run.step, time.perf_counter()
     finally:
         train_writer.close()
         eval_writer.close()
     files.progress(run.step, exp.n_steps, evals, run.about, finished=True)
+    mirror.push(output_dir, mirror_to)
     log(_final_line(evals))
     return evals
 

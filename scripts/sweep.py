@@ -26,6 +26,7 @@ from absl import logging
 
 from experiments.errors import ConfigError
 from experiments import cli
+from experiments import mirror
 from scripts.sweeps import layout
 from scripts.sweeps import spec
 
@@ -49,6 +50,11 @@ _BACKEND = flags.DEFINE_enum(
     flag_values=FLAGS)
 _PARALLEL = flags.DEFINE_integer(
     'parallel', 1, 'Local backend: trials running at once.', lower_bound=1,
+    flag_values=FLAGS)
+_MIRROR_TO = flags.DEFINE_string(
+    'mirror_to', None, 'Local backend: gs:// path; each trial\'s directory '
+    'is copied to <mirror_to>/<trial name> after each of its checkpoints '
+    '(experiments.main --mirror_to). The TPU backend sets it on its VMs.',
     flag_values=FLAGS)
 _TPU_NAME = flags.DEFINE_string(
     'tpu_name', None, 'TPU backend: VM name (<name>-<i> with --num_vms > 1).',
@@ -128,7 +134,11 @@ def _command(args: list[str]) -> int:
     sweep, all_trials, trials, root = _plan()
     name = spec.sweep_name(_GIN_FILE.value)
     if _BACKEND.value == 'tpu':
+        if _MIRROR_TO.value:
+            raise ConfigError('--mirror_to is for --backend=local; the TPU '
+                              'backend mirrors its trials to --bucket')
         return _run_on_tpu(name, trials, root)
+    mirror_to = mirror.checked(_MIRROR_TO.value)
     if _DRY_RUN.value:
         _print_local_plan(sweep, trials, root)
         return 0
@@ -137,7 +147,8 @@ def _command(args: list[str]) -> int:
     layout.write_manifest(root, manifest)
     print(f'Sweep {name}: {len(trials)} trial(s), {_PARALLEL.value} at a '
           f'time, in {root}', flush=True)
-    status = LocalRunner(sweep, manifest, root, _PARALLEL.value).run(trials)
+    status = LocalRunner(sweep, manifest, root, _PARALLEL.value,
+                         mirror_to=mirror_to).run(trials)
     if status != 130:
         print(f'Read the results: python -m scripts.report {root}')
     return status

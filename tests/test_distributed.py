@@ -1,6 +1,9 @@
 """One run over two processes (jax.distributed on localhost, one CPU device
 each) against one process with two forced CPU devices and the same global
-batch; a kill of both and a restart of both; bad cluster settings.
+batch; bad cluster settings; and the same two-process run as the trial of
+a Cloud TPU sweep on a 2-worker slice (tests/gcloud_standin.py), preempted
+(both processes killed) and resumed by a rerun, which must end with the
+numbers of the run never stopped, bit for bit.
 
 The tolerance: the two set-ups reduce the gradients with different
 collectives (gloo between processes, XLA's own within one), which round
@@ -8,11 +11,10 @@ differently in the last bits, so losses and metrics are compared to rtol
 1e-5 and every weight and optimizer slot to 1e-6 absolute (the weights here
 are of order 0.1-1; Adafactor's updates of the near-zero biases, ~1e-6,
 amplify those last bits to ~4e-7). A real change of arithmetic (another
-batch, a missed or doubled reduction) moves the losses by far more. A
-resume is compared with the uninterrupted two-process run bit for bit.
+batch, a missed or doubled reduction) moves the losses by far more.
 """
+import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,9 +27,8 @@ import numpy as np
 from tests.test_reliability import _outcome
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Steps after the first checkpoint, so that a kill right after it lands
-# before the end.
-PARAMS = ['experiments.Experiment.n_steps = 24',
+# Two evaluations, four checkpoints.
+PARAMS = ['experiments.Experiment.n_steps = 16',
           'experiments.Experiment.eval_every = 8',
           'experiments.Experiment.checkpoint_every = 4',
           'experiments.Experiment.n_eval_batches = 1']
@@ -118,25 +119,6 @@ def test_two_processes_train_what_one_does_and_only_process_0_writes(
         'operative_config.gin', 'progress.json', 'train']
 
 
-def test_killing_both_and_starting_both_again_resumes_exactly(
-        two_processes, tmp_path):
-    out = tmp_path / 'run'
-    port = _free_port()
-    processes = [_start(out, port, i) for i in (0, 1)]
-    first = out / 'checkpoints' / 'step_00000004'
-    deadline = time.monotonic() + 300
-    while not first.is_dir() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for p in processes:
-        p.send_signal(signal.SIGKILL)
-    _finish(processes)
-    assert first.is_dir()
-    (rc0, out0, err0), (rc1, _, err1) = _two_processes(out)
-    assert (rc0, rc1) == (0, 0), err0 + err1
-    assert 'Resuming from the checkpoint at step' in out0
-    assert _outcome(out) == two_processes[3]
-
-
 @pytest.mark.parametrize('flags, message', [
     (['--coordinator_address=localhost:1', '--num_processes=2',
       '--process_id=2'],
@@ -185,3 +167,69 @@ def test_the_environment_of_a_multi_host_tpu_slice_names_the_cluster():
     assert distributed.from_environment({}) is None
     with pytest.raises(distributed.ConfigError, match='TPU_WORKER_ID'):
         distributed.from_environment({'TPU_WORKER_HOSTNAMES': 'a,b'})
+
+
+SLICE_SWEEP = f"""# One trial, the run above, on a 2-worker TPU slice (tests only).
+import scripts.sweeps
+scripts.Sweep.base = 'codelab.gin'
+scripts.Sweep.bindings = {PARAMS!r}
+scripts.Sweep.axes = {{'models.TransformerLM.n_heads': [8]}}  # codelab's
+"""
+TRIAL = 'n_heads=8'
+
+
+def test_a_preempted_slice_trains_its_trial_once_and_resumes_it_exactly(
+        two_processes, tmp_path, monkeypatch):
+    """The Cloud TPU backend with the stand-in gcloud running a 2-worker
+    slice (v4-16): the trial runs once, as one run over both workers'
+    processes. The VM is preempted as the trial's step-8 checkpoint reaches
+    the bucket (every process of both workers SIGKILLed); the rerun of the
+    same command resumes the trial there on a new VM, and it ends with the
+    numbers of the same run over two processes never stopped, bit for bit."""
+    from tests.test_sweep_tpu import TPU, _calls, _stand_in, _sweep
+    root = _stand_in(tmp_path, monkeypatch)
+    (tmp_path / 'tiny.gin').write_text(SLICE_SWEEP)
+    monkeypatch.setenv('GCLOUD_EXECUTE', '1')
+    bucket = root / 'bucket' / 'my-bucket' / 'sweeps' / 'tiny' / TRIAL
+    monkeypatch.setenv('GCLOUD_PREEMPT', 'gs://my-bucket/sweeps/tiny/'
+                       f'{TRIAL}/checkpoints/step_00000008')
+    flags = [*TPU, '--accelerator_type=v4-16']  # 2 workers in the stand-in
+
+    status, out = _sweep(*flags)
+    assert status == 1, out
+    # Both workers' two installs went to the stand-in's pip, none to a real
+    # one.
+    pip = (root / 'pip.log').read_text().splitlines()
+    assert len(pip) == 4 and all(c.startswith('install ') for c in pip)
+    assert 'lsh failed at run: exit status 255' in out
+    assert 'Rerun the same command' in out
+    # Each checkpoint reached the bucket as it was written.
+    assert sorted(os.listdir(bucket / 'checkpoints')) == [
+        'step_00000004', 'step_00000008']
+    assert json.loads((bucket / 'trial.json').read_text())['state'] == (
+        'running')
+    calls = len(_calls(root))
+
+    status, out = _sweep(*flags)
+    assert status == 0, out
+    assert '0 of 1 trials finished earlier; 1 to run' in out
+    assert _calls(root)[calls + 1][:5] == [  # a new VM
+        'compute', 'tpus', 'tpu-vm', 'create', 'lsh']
+    status = json.loads((bucket / 'trial.json').read_text())
+    assert status['state'] == 'finished' and status['attempts'] == 2
+    # One run over both workers' devices (one CPU device each), logged by
+    # worker 0; worker 1's attempt (its log starts as the bucket's copy of
+    # worker 0's) logs no progress of its own.
+    log = (bucket / 'trial.log').read_text().split('# attempt 2')[1]
+    assert 'Resuming from the checkpoint at step 8' in log
+    assert 'for 16 steps on 2 device(s)' in log and 'Final eval' in log
+    other = (root / 'deleted' / 'lsh' / 'worker-1' / 'sweep-runs' / 'tiny'
+             / TRIAL / 'trial.log').read_text().split('# attempt 2')[1]
+    assert 'step ' not in other.split('\n', 1)[1] and 'Final' not in other
+    # The finished trial's copy is exact: the checkpoints it kept.
+    assert sorted(os.listdir(bucket / 'checkpoints')) == [
+        'step_00000008', 'step_00000012', 'step_00000016']
+    assert _outcome(bucket) == two_processes[3]
+    # And the results came back here for scripts.report.
+    assert json.loads((tmp_path / 'runs' / 'sweeps' / 'tiny' / TRIAL /
+                       'trial.json').read_text())['state'] == 'finished'

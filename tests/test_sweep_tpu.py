@@ -1,9 +1,8 @@
-"""The Cloud TPU backend against a stand-in `gcloud` that records its calls.
-
-The stand-in appends each call's arguments to a log, keeps a copy of the
-source tarball it is asked to copy, answers `storage cat` with a prepared
-trial.json (or fails, like an empty bucket), answers `queued-resources
-describe` with ACTIVE, and fails any call containing $GCLOUD_FAIL.
+"""The Cloud TPU backend against tests/gcloud_standin.py, a stand-in for
+`gcloud` that records its calls and keeps a bucket and TPU VMs in
+directories; here the VMs' commands are recorded, not run.
+tests/test_distributed.py has the stand-in run them: a 2-worker slice,
+preempted mid-trial, then resumed.
 """
 import contextlib
 import io
@@ -18,26 +17,8 @@ import pytest
 from scripts import sweep
 from scripts.sweeps import cloud_tpu
 
-FAKE_GCLOUD = r'''#!{python}
-import json, os, shutil, sys
-args = sys.argv[1:]
-with open(os.environ['GCLOUD_LOG'], 'a') as log:
-    log.write(json.dumps(args) + '\n')
-fail = os.environ.get('GCLOUD_FAIL')
-if fail and fail in ' '.join(args):
-    print('ERROR: (gcloud) stand-in failure')
-    sys.exit(1)
-if args[:2] == ['storage', 'cat']:
-    finished = os.environ.get('GCLOUD_CAT')
-    if not finished:
-        print('ERROR: (gcloud.storage.cat) no URLs matched')
-        sys.exit(1)
-    print(open(finished).read())
-elif 'describe' in args:
-    print('ACTIVE')
-elif 'scp' in args:
-    shutil.copy(args[4], os.environ['GCLOUD_LOG'] + '.tar.gz')
-'''
+STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       'gcloud_standin.py')
 SWEEP = """# Three tiny trials (tests only).
 import scripts.sweeps
 scripts.Sweep.base = 'codelab.gin'
@@ -49,27 +30,42 @@ TPU = ['--backend=tpu', '--tpu_name=lsh', '--zone=us-central2-b',
        '--bucket=gs://my-bucket/sweeps']
 
 
-@pytest.fixture
-def gcloud(tmp_path, monkeypatch):
-    """The stand-in on PATH; returns a function giving the recorded calls."""
+def _stand_in(tmp_path, monkeypatch):
+    """The stand-in on PATH, its state in tmp_path/gcloud, the tiny sweep
+    file in tmp_path (the working directory); returns the state dir."""
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
-    fake = bin_dir / 'gcloud'
-    fake.write_text(FAKE_GCLOUD.format(python=sys.executable))
-    fake.chmod(0o755)
-    log = tmp_path / 'gcloud.log'
+    shim = bin_dir / 'gcloud'
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} {STANDIN} "$@"\n')
+    shim.chmod(0o755)
     monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
-    monkeypatch.setenv('GCLOUD_LOG', str(log))
-    monkeypatch.delenv('GCLOUD_FAIL', raising=False)
-    monkeypatch.delenv('GCLOUD_CAT', raising=False)
+    monkeypatch.setenv('GCLOUD_ROOT', str(tmp_path / 'gcloud'))
+    for name in ('GCLOUD_FAIL', 'GCLOUD_EXECUTE', 'GCLOUD_PREEMPT'):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / 'tiny.gin').write_text(SWEEP)
+    return tmp_path / 'gcloud'
 
-    def calls():
-        if not log.exists():
-            return []
-        return [json.loads(line) for line in log.read_text().splitlines()]
-    return calls
+
+def _calls(root):
+    log = root / 'calls.jsonl'
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.fixture
+def gcloud(tmp_path, monkeypatch):
+    """The stand-in (VMs' commands recorded, not run); returns a function
+    giving the recorded calls."""
+    root = _stand_in(tmp_path, monkeypatch)
+    return lambda: _calls(root)
+
+
+def _tarball(tmp_path, vm):
+    """The source tarball as the stand-in's (deleted) VM received it."""
+    return str(tmp_path / 'gcloud' / 'deleted' / vm / 'worker-0'
+               / cloud_tpu.TARBALL)
 
 
 def _sweep(*args):
@@ -135,12 +131,18 @@ def test_runs_each_vm_from_create_to_delete(gcloud, tmp_path):
         assert _ssh_command(install).endswith('--no-deps trax')
         script = _ssh_command(run)
         assert f"for t in {' '.join(trials)}; do" in script
+        # Worker 0 copies each checkpoint to the bucket as it is written,
+        # and the trial when it ends.
         assert ('python -m scripts.sweep --gin_file=_sweep/tiny.gin '
-                '--output_dir="$out" --trial="$t"') in script
-        assert 'gcloud storage rsync --recursive "$out" "$dest"' in script
+                '--output_dir="$out" --trial="$t" ${mirror:+"$mirror"}'
+                ) in script
+        assert 'mirror=--mirror_to="$dest"' in script
+        assert ('gcloud storage rsync --recursive "$dest/$t" "$out/$t"'
+                in script)
+        assert '"$out/$t" "$dest/$t"' in script
         for command in (_ssh_command(install), script):  # valid shell
             subprocess.run(['bash', '-n', '-c', command], check=True)
-    with tarfile.open(str(tmp_path / 'gcloud.log.tar.gz')) as tar:
+    with tarfile.open(_tarball(tmp_path, 'lsh-0')) as tar:
         names = tar.getnames()
     for needed in ('setup.py', 'constraints.txt', 'scripts/sweep.py',
                    'experiments/main.py', 'gin_configs/codelab.gin',
@@ -167,13 +169,12 @@ def test_spot_queued_resources_are_waited_for_and_deleted(gcloud):
                          'lsh', '--force', '--quiet', '--zone=us-central2-b']
 
 
-def test_trials_finished_in_the_bucket_are_skipped(gcloud, tmp_path,
-                                                   monkeypatch):
-    finished = tmp_path / 'cat.json'
-    finished.write_text(
-        json.dumps({'name': 'n_heads=2', 'state': 'finished'}, indent=1)
-        + '\n' + json.dumps({'name': 'n_heads=4', 'state': 'failed'}))
-    monkeypatch.setenv('GCLOUD_CAT', str(finished))
+def test_trials_finished_in_the_bucket_are_skipped(gcloud, tmp_path):
+    bucket = tmp_path / 'gcloud' / 'bucket' / 'my-bucket' / 'sweeps' / 'tiny'
+    for name, state in (('n_heads=2', 'finished'), ('n_heads=4', 'failed')):
+        (bucket / name).mkdir(parents=True)
+        (bucket / name / 'trial.json').write_text(
+            json.dumps({'name': name, 'state': state}, indent=1))
     status, out = _sweep(*TPU)
     assert status == 0, out
     assert '1 of 3 trials finished earlier; 2 to run' in out
@@ -221,7 +222,7 @@ def test_the_attention_zoo_ships_whole_and_its_trials_resolve_on_a_vm(
     assert len(shipped) == len(set(shipped)) == 24
     assert 'attention=favor,task=mqar' in shipped
     vm = tmp_path / 'vm'
-    with tarfile.open(str(tmp_path / 'gcloud.log.tar.gz')) as tar:
+    with tarfile.open(_tarball(tmp_path, 'lsh-0')) as tar:
         names = tar.getnames()
         tar.extractall(vm)
     for task in ('copy', 'reversal', 'associative_recall', 'induction_heads',
@@ -237,3 +238,71 @@ def test_the_attention_zoo_ships_whole_and_its_trials_resolve_on_a_vm(
     assert proc.returncode == 0, proc.stdout
     assert '--gin_file=zoo/model.gin --gin_file=zoo/mqar.gin' in proc.stdout
     assert 'dry run: 1 valid trial(s)' in proc.stdout
+
+
+def test_workers_find_their_slice_in_the_metadata_server(tmp_path):
+    """On a TPU VM (no GKE variables) the run script asks the metadata
+    server, here a stand-in `curl`, for the worker's number and its slice's
+    hosts, in either of the formats worker-network-endpoints has."""
+    curl = tmp_path / 'curl'
+    curl.write_text('#!/bin/bash\ncase "${@: -1}" in\n'
+                    '  */agent-worker-number) echo -n 1 ;;\n'
+                    '  */worker-network-endpoints) echo -n "$ENDPOINTS" ;;\n'
+                    '  *) exit 22 ;;\nesac\n')
+    curl.chmod(0o755)
+    prologue = '\n'.join(cloud_tpu.WORKER_ENVIRONMENT) + (
+        '\necho "$TPU_WORKER_ID|${TPU_WORKER_HOSTNAMES-unset}"')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('TPU_')}
+    env['PATH'] = f'{tmp_path}{os.pathsep}{env["PATH"]}'
+    for endpoints, hosts in (
+            ('n:0:10.0.0.2,n:1:10.0.0.3', '10.0.0.2,10.0.0.3'),
+            ('t1v-w-0,t1v-w-1', 't1v-w-0,t1v-w-1'), ('', 'unset')):
+        out = subprocess.run(['bash', '-c', prologue], capture_output=True,
+                             text=True, check=True,
+                             env={**env, 'ENDPOINTS': endpoints}).stdout
+        assert out == f'1|{hosts}\n'
+    # GKE's own variables win over the metadata server.
+    out = subprocess.run(['bash', '-c', prologue], capture_output=True,
+                         text=True, check=True, env={
+                             **env, 'TPU_WORKER_ID': '3',
+                             'TPU_WORKER_HOSTNAMES': 'a,b,c,d'}).stdout
+    assert out == '3|a,b,c,d\n'
+
+
+def test_mirror_to_takes_a_gs_path_and_needs_gcloud(tmp_path, monkeypatch,
+                                                    capsys):
+    from experiments import main
+    out = tmp_path / 'run'
+    args = ['main', '--gin_file=codelab.gin', f'--output_dir={out}']
+    assert main.main([*args, '--mirror_to=/tmp/copy']) == 2
+    assert capsys.readouterr().err == (
+        "error: --mirror_to must be a gs:// path, got '/tmp/copy'\n")
+    monkeypatch.setenv('PATH', str(tmp_path))  # no gcloud there
+    assert main.main([*args, '--mirror_to=gs://b/run']) == 2
+    assert capsys.readouterr().err == (
+        'error: --mirror_to=gs://b/run needs the gcloud CLI on PATH\n')
+    assert not out.exists()
+    assert sweep.main(['scripts.sweep', '--gin_file=sweeps/reformer_lsh.gin',
+                       *TPU, '--mirror_to=gs://b/x', '--dry_run']) == 2
+    assert capsys.readouterr().err.startswith(
+        'error: --mirror_to is for --backend=local')
+
+
+def test_a_failed_copy_is_a_warning_and_training_goes_on(gcloud, tmp_path,
+                                                         monkeypatch, capsys):
+    from experiments import main
+    monkeypatch.setenv('GCLOUD_FAIL', 'storage rsync')
+    out = tmp_path / 'run'
+    assert main.run(['codelab.gin'], [
+        'experiments.Experiment.n_steps = 8',
+        'experiments.Experiment.eval_every = 8',
+        'experiments.Experiment.checkpoint_every = 4',
+        'experiments.Experiment.n_eval_batches = 1'], output_dir=str(out),
+        mirror_to='gs://my-bucket/run') == 0
+    warning = (f'warning: copying {out} to gs://my-bucket/run failed (exit 1: '
+               'ERROR: (gcloud) stand-in failure); the next checkpoint tries '
+               'again\n')
+    assert capsys.readouterr().err == warning * 3  # steps 4, 8 and the end
+    assert [c[:2] for c in gcloud()] == [['storage', 'rsync']] * 3
+    assert sorted(os.listdir(out / 'checkpoints')) == [
+        'step_00000004', 'step_00000008']

@@ -3,12 +3,16 @@
 For each VM: create it (directly, or as a queued resource that is waited on
 until ACTIVE; spot if asked), copy a tarball of this project and the sweep
 file to it, install, then run its share of the trials one at a time with this
-same sweep runner (every worker of a pod slice runs it, as TPU VMs require)
-and copy each trial's directory to the bucket as soon as it ends. The VM is
-deleted at the end, also when a step failed. Trials already finished in the
-bucket are skipped, so rerunning the same command after a preemption runs
-exactly the missing trials; at the end the bucket is copied back into the
-local sweep directory for `python -m scripts.report`.
+same sweep runner. Every worker of a slice runs it (as TPU VMs require), and
+each trial runs once across all of them: one process per worker, one program
+over all their chips (experiments.distributed). Worker 0 copies the trial's
+directory to the bucket after each checkpoint (experiments.mirror) and when
+it ends. The VM is deleted at the end, also when a step failed. Trials
+already finished in the bucket are skipped and the others start from what
+the bucket has of them, so rerunning the same command after a preemption
+runs only what is missing and resumes unfinished trials from their last
+checkpoint; at the end the bucket is copied back into the local sweep
+directory for `python -m scripts.report`.
 """
 from __future__ import annotations
 
@@ -39,6 +43,20 @@ REMOTE_PROJECT = 'trax-seq-lab'   # under the VM user's home
 REMOTE_VENV = 'seq-lab-venv'
 REMOTE_RUNS = 'sweep-runs'
 SWEEP_IN_TARBALL = '_sweep'
+# A worker's number and its slice's hosts, for experiments.distributed to
+# join one run over all of them: GKE sets TPU_WORKER_ID and
+# TPU_WORKER_HOSTNAMES itself; a TPU VM's metadata server has them
+# (worker-network-endpoints lists hosts, or name:number:address triples).
+WORKER_ENVIRONMENT = (
+    'md() { curl -sf -H Metadata-Flavor:Google "http://metadata.google.'
+    'internal/computeMetadata/v1/instance/attributes/$1"; }',
+    '[ -n "$TPU_WORKER_ID" ] || TPU_WORKER_ID=$(md agent-worker-number) '
+    '|| TPU_WORKER_ID=0; export TPU_WORKER_ID',
+    'if [ -z "$TPU_WORKER_HOSTNAMES$TPU_PROCESS_ADDRESSES" ]; then '
+    "hosts=$(md worker-network-endpoints | tr , '\\n' | awk -F: '{print $NF}'"
+    ' | paste -sd, -); [ -z "$hosts" ] || export TPU_WORKER_HOSTNAMES=$hosts; '
+    'fi',
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,25 +148,32 @@ class GcloudCommands:
             'trax']))
 
     def run(self, vm: str, trials: Sequence[Trial]) -> list[str]:
-        """Each trial: fetch what the bucket has of it (to resume), run it,
-        and (worker 0) copy the sweep directory back to the bucket."""
+        """Every worker runs this. Each trial: fetch what the bucket has of
+        it (to resume), run it once across all the VM's workers (one
+        process each, joined by experiments.distributed), worker 0 copying
+        it to the bucket after each checkpoint; then worker 0 copies the
+        sweep directory there."""
         sweep = f'{SWEEP_IN_TARBALL}/{os.path.basename(self.sweep_file)}'
         names = ' '.join(shlex.quote(t.name) for t in trials)
         return self._ssh(vm, '\n'.join([
             f'. {REMOTE_VENV}/bin/activate && cd {REMOTE_PROJECT} || exit 1',
             f'out=$HOME/{REMOTE_RUNS}/{self.sweep_name}; '
             f'dest={shlex.quote(self.results)}; status=0',
-            'worker=$(curl -sf -H Metadata-Flavor:Google http://metadata.'
-            'google.internal/computeMetadata/v1/instance/attributes/'
-            'agent-worker-number || echo 0)',
+            *WORKER_ENVIRONMENT,
+            'mirror=; [ "$TPU_WORKER_ID" = 0 ] && mirror=--mirror_to="$dest"',
             f'for t in {names}; do',
             '  mkdir -p "$out/$t"',
             '  gcloud storage rsync --recursive "$dest/$t" "$out/$t" '
             '>/dev/null 2>&1',
             f'  python -m scripts.sweep --gin_file={sweep} '
-            '--output_dir="$out" --trial="$t" || status=1',
-            '  if [ "$worker" = 0 ]; then gcloud storage rsync --recursive '
-            '"$out" "$dest" || status=1; fi',
+            '--output_dir="$out" --trial="$t" ${mirror:+"$mirror"} '
+            '&& ok=1 || { ok=; status=1; }',
+            # A finished trial's copy becomes exact (checkpoints it pruned
+            # go); then the sweep's own files.
+            '  if [ "$TPU_WORKER_ID" = 0 ]; then gcloud storage rsync '
+            '--recursive ${ok:+--delete-unmatched-destination-objects} '
+            '"$out/$t" "$dest/$t" && gcloud storage rsync "$out" "$dest" '
+            '|| status=1; fi',
             'done',
             'exit $status']))
 

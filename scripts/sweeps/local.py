@@ -119,8 +119,10 @@ class LocalRunner:
     """Runs the given trials of one sweep into `root` (the sweep directory)."""
 
     def __init__(self, sweep: Sweep, manifest: dict, root: str,
-                 parallel: int = 1, out: TextIO | None = None):
+                 parallel: int = 1, out: TextIO | None = None,
+                 mirror_to: str | None = None):
         self.sweep = sweep
+        self.mirror_to = mirror_to  # trials copy themselves under it
         self.manifest = manifest
         self.root = root
         self.parallel = parallel
@@ -137,6 +139,8 @@ class LocalRunner:
         os.makedirs(trial_dir, exist_ok=True)
         layout.write_trial_hparams(trial_dir, self.manifest, trial)
         command = [sys.executable] + main_args(self.sweep, trial, trial_dir)
+        if self.mirror_to:
+            command.append(f'--mirror_to={self.mirror_to}/{trial.name}')
         log_path = os.path.join(trial_dir, layout.LOG)
         status = layout.read_status(trial_dir) or {}
         status.update(name=trial.name, state=layout.RUNNING,

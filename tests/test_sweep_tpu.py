@@ -101,6 +101,12 @@ def test_dry_run_prints_the_commands_and_runs_nothing(gcloud, tmp_path):
     assert '# lsh-1: 1 trial(s): n_heads=2' in lines
     assert ('gcloud storage rsync --recursive gs://my-bucket/sweeps/tiny '
             'runs/sweeps/tiny') in lines
+    # The run step as a real run sends it: each trial once over the
+    # workers, worker 0 copying its checkpoints to the bucket.
+    assert out.count('gcloud compute tpus tpu-vm ssh lsh-0 --worker=all '
+                     "'--command=. seq-lab-venv/bin/activate") == 1
+    assert 'mirror=; [ "$TPU_WORKER_ID" = 0 ] && mirror=--mirror_to="$dest"' \
+        in out
 
 
 def test_runs_each_vm_from_create_to_delete(gcloud, tmp_path):

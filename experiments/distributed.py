@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import threading
 import time
 from typing import NamedTuple
 
@@ -84,8 +86,7 @@ def _checked(address: str, n: int, process_id: int, source: str) -> Cluster:
 
 def _wait_for_coordinator(address: str, timeout_s: float) -> None:
     """Until process 0's coordinator accepts connections; ConfigError after
-    `timeout_s`. Checked here because jax.distributed aborts the process
-    (a C++ fatal error and its stack) when it cannot register in time."""
+    `timeout_s` (a clearer message than start's for the commonest case)."""
     host, _, port = address.rpartition(':')
     deadline = time.monotonic() + timeout_s
     while True:
@@ -103,19 +104,45 @@ def _wait_for_coordinator(address: str, timeout_s: float) -> None:
 
 def start(cluster: Cluster | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
     """Joins `cluster` (nothing to do for None or one process). Call before
-    anything starts JAX's backends."""
+    anything starts JAX's backends. A process whose peers have not all
+    joined after `timeout_s` ends with one error line (status 2)."""
     if cluster is None or cluster.num_processes == 1:
         return
     import jax
     # XLA:CPU's collectives across processes (the CPU stand-in for a slice's
     # interconnect); TPUs and GPUs bring their own.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    deadline = time.monotonic() + timeout_s
     if cluster.process_id:
         _wait_for_coordinator(cluster.coordinator_address, timeout_s)
-    jax.distributed.initialize(
-        cluster.coordinator_address, num_processes=cluster.num_processes,
-        process_id=cluster.process_id,
-        initialization_timeout=max(1, int(timeout_s)))
+    joined = threading.Event()
+    threading.Thread(target=_exit_unless, daemon=True, args=(
+        joined, deadline, _not_joined(cluster, timeout_s))).start()
+    try:
+        # JAX's own deadline, later than ours: when it passes, jax.distributed
+        # aborts the process with a C++ fatal error and its stack.
+        jax.distributed.initialize(
+            cluster.coordinator_address, num_processes=cluster.num_processes,
+            process_id=cluster.process_id,
+            initialization_timeout=int(timeout_s) + 60)
+    finally:
+        joined.set()
+
+
+def _not_joined(cluster: Cluster, timeout_s: float) -> str:
+    return (f'error: the run\'s {cluster.num_processes} processes did not all '
+            f'join within {timeout_s:g} s (this is process '
+            f'{cluster.process_id}, coordinator {cluster.coordinator_address});'
+            ' start every process with the same --num_processes and '
+            '--coordinator_address, or raise --initialization_timeout')
+
+
+def _exit_unless(joined: threading.Event, deadline: float, line: str) -> None:
+    # The wait is in C++ (the GIL released), so this thread runs meanwhile;
+    # nothing has been written yet, so leaving at once loses nothing.
+    if not joined.wait(max(0.0, deadline - time.monotonic())):
+        print(line, file=sys.stderr, flush=True)
+        os._exit(2)
 
 
 def is_primary() -> bool:

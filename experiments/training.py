@@ -349,6 +349,10 @@ class TrainingRun:
         replicated = NamedSharding(mesh, PartitionSpec())
         self._batches_sharding = NamedSharding(
             mesh, PartitionSpec(None, 'batch'))
+        # The rows of each batch that this process's devices hold (all of
+        # them with one process): the only rows it draws.
+        self.own_rows = own_rows(self._batches_sharding,
+                                 (1,) + sample[0].shape)
         self._replicate = lambda tree: jax.device_put(tree, replicated)
         self._batch_sharding = NamedSharding(own_mesh, PartitionSpec('batch'))
         own_replicated = NamedSharding(own_mesh, PartitionSpec())
@@ -465,8 +469,10 @@ class TrainingRun:
         first = self.step + 1
         # Padding to a fixed length keeps one compile; the loop stops at n.
         padded = batches + [batches[-1]] * (self.steps_per_call - n)
-        stacked = tuple(_place_rows(np.stack(x), self._batches_sharding)
-                        for x in zip(*padded))
+        global_shape = (self.steps_per_call, self.exp.task.batch_size)
+        stacked = tuple(
+            _place_rows(np.stack(x), self._batches_sharding, global_shape)
+            for x in zip(*padded))
         rates = np.zeros(self.steps_per_call, np.float32)
         rates[:n] = self.learning_rates(first, n)
         self.weights, self.slots, self.state, losses = self._train_steps(
@@ -523,18 +529,38 @@ def own_copy(tree):
         else x.addressable_data(0), tree)
 
 
-def _place_rows(stacked: np.ndarray, sharding) -> jax.Array:
-    """A stack of batches (steps x batch x ...) as one array split over the
-    batch axis: with several processes each gives only the rows that its
-    own devices hold."""
+def own_rows(sharding, shape) -> tuple[int, int]:
+    """(start, stop): the rows along axis 1 of an array of `shape` placed
+    with `sharding` that this process's devices hold (they are contiguous:
+    the mesh lists each process's devices together)."""
+    rows = [index[1] for index in
+            sharding.addressable_devices_indices_map(shape).values()]
+    return (min(r.start or 0 for r in rows),
+            max(shape[1] if r.stop is None else r.stop for r in rows))
+
+
+def drawing_note(task: Task, rows: tuple[int, int]) -> str | None:
+    """What to set when a process would draw more rows of each batch than
+    the `rows` it holds (the task's seeded streams span more); else None."""
+    start, stop = rows
+    per_seed = min(task.rows_per_seed or task.batch_size, task.batch_size)
+    drawn = (min(-(-stop // per_seed) * per_seed, task.batch_size)
+             - start // per_seed * per_seed)
+    if drawn == stop - start:
+        return None
+    return (f'Note: each process draws {drawn} rows of a batch to use the '
+            f'{stop - start} it holds; tasks.{task.name}.rows_per_seed = '
+            f'{stop - start} would have it draw only those.')
+
+
+def _place_rows(stacked: np.ndarray, sharding, global_shape) -> jax.Array:
+    """This process's rows of a stack of batches (steps x own rows x ...) as
+    its part of one array of `global_shape` (steps x batch) split over the
+    batch axis."""
     if jax.process_count() == 1:
         return jax.device_put(stacked, sharding)
-    rows = [index[1] for index in sharding.addressable_devices_indices_map(
-        stacked.shape).values()]
-    first = min(r.start or 0 for r in rows)
-    last = max(stacked.shape[1] if r.stop is None else r.stop for r in rows)
     return jax.make_array_from_process_local_data(
-        sharding, stacked[:, first:last], stacked.shape)
+        sharding, stacked, global_shape + stacked.shape[2:])
 
 
 def _train_steps(pure_fn, optimizer, weights, slots, state, opt_params,
@@ -618,6 +644,9 @@ def train(experiment: Experiment, output_dir: str,
                else '') + '.')
     if exp.model.unread():
         log(f'Note: models.{exp.model.name}: {exp.model.unread()}.')
+    note = drawing_note(exp.task, run.own_rows)
+    if note:
+        log(note)
     log(f'Training {type(exp.model).__name__} '
         f'({run.n_parameters:,} parameters) on {exp.task.name} '
         f'(length {exp.task.length}, batch {exp.task.batch_size}) for '
@@ -627,7 +656,7 @@ def train(experiment: Experiment, output_dir: str,
     train_writer, eval_writer = files.writers(run.step, operative)
     evals = {}
     try:
-        stream = exp.task.stream('train', start=run.step)
+        stream = exp.task.stream('train', start=run.step, rows=run.own_rows)
         losses = []  # loss arrays of the steps since the last evaluation
         start_step, start_time = run.step, time.perf_counter()
         while run.step < exp.n_steps:
@@ -655,8 +684,11 @@ def train(experiment: Experiment, output_dir: str,
                     [np.asarray(x) for x in losses])[-since:]))
                 steps_per_second = (run.step - start_step) / (
                     time.perf_counter() - start_time)
-                train_metrics = {**run.metrics(batches[-1:]),
-                                 'loss': train_loss}
+                # On the whole last batch (with several processes, each
+                # may have drawn only its own rows of it).
+                train_metrics = {
+                    **run.metrics([exp.task.batch('train', run.step - 1)]),
+                    'loss': train_loss}
                 evals = run.evaluate(decode=bool(exp.decode_eval_every) and (
                     run.step % exp.decode_eval_every == 0 or last))
                 train_writer.scalars(run.step, {

@@ -100,6 +100,12 @@ UPSTREAM_DESELECTED: Dict[str, str] = {
     _DECODING + 'test_autoregressive_sample_transformerlm_tfnp':
         '~30 s on 2 CPU cores; runs trax on its TensorFlow-NumPy backend,'
         ' which we never use (we run on JAX)',
+    _DECODING + 'test_autoregressive_sample_terraformer_lsh':
+        '~15 s on 2 CPU cores; Terraformer, which we do not use (the'
+        ' ReformerLM LSH predict path runs in'
+        ' test_autoregressive_sample_reformerlm_lsh)',
+    _DECODING + 'test_autoregressive_sample_terraformer_pure_lsh':
+        '~14 s on 2 CPU cores; Terraformer, as above',
     'trax.supervised.training_test::TrainingTest::test_train_memory_efficient':
         'a 4G-weight model: trax says it needs >16 GB RAM (TPU only) and it'
         ' is OOM-killed at 24 GB with 2 devices; returns early on 1 device',

@@ -5,6 +5,7 @@ a trax/jax import, and batches must be reproducible from (seed, split, index)
 alone so that a killed run can resume mid-stream and eval sees fixed batches.
 """
 import dataclasses
+import functools
 import itertools
 from typing import ClassVar, Iterator
 
@@ -74,6 +75,12 @@ class Task:
         range).
       batch_size: examples per batch.
       seed: non-negative base seed; with (split, index) it fixes a batch.
+      rows_per_seed: rows of a batch drawn from one seeded stream, or None
+        for the whole batch. Batch `index`'s rows j*k .. (j+1)*k - 1 (k =
+        rows_per_seed) come from the stream (seed, split, index, j), so a
+        process of a run over several can draw only the rows it holds (set
+        k to the rows per process). A batch that one stream covers (None,
+        or k >= batch_size) comes from (seed, split, index), as always.
     """
     name: ClassVar[str]  # the registered (gin) name: tasks.<name>
     format: ClassVar[str]  # the sequence in one line, e.g. '0 w 0 w'
@@ -85,10 +92,14 @@ class Task:
     length: int
     batch_size: int
     seed: int = 0
+    rows_per_seed: int | None = None
 
     def __post_init__(self):
         for field in ('vocab_size', 'length', 'batch_size', 'seed'):
             self._int_field(field)
+        self._int_field('rows_per_seed', optional=True)
+        self._require(self.rows_per_seed is None or self.rows_per_seed >= 1,
+                      'rows_per_seed', 'an int >= 1 or None')
         # Above the limit tokens would not fit the int32 batches.
         self._require(
             self.min_vocab_size <= self.vocab_size <= INT32_LIMIT,
@@ -141,23 +152,62 @@ class Task:
         [batch_size, length], drawn from `rng` only."""
         raise NotImplementedError
 
-    def batch(self, split: str, index: int) -> Batch:
-        """Returns (inputs, targets, loss_weights): batch `index` of `split`.
+    def batch(self, split: str, index: int,
+              rows: tuple[int, int] | None = None) -> Batch:
+        """Returns (inputs, targets, loss_weights): batch `index` of `split`,
+        or with `rows` = (start, stop) only those rows of it, drawing only
+        the streams that hold them (see rows_per_seed).
 
         inputs == targets (int32, [batch_size, length]): the model predicts
         each token from the ones before it. loss_weights (float32) is 1.0
         exactly on the answers, the only tokens a perfect model can predict
         from what came before, and 0.0 elsewhere.
         """
-        rng = np.random.default_rng(
-            [self.seed, split_id(split), check_index('index', index)])
-        tokens, weights = self.generate(rng)
+        key = [self.seed, split_id(split), check_index('index', index)]
+        start, stop = self._checked_rows(rows)
+        per_seed = min(self.rows_per_seed or self.batch_size, self.batch_size)
+        if per_seed == self.batch_size:
+            tokens, weights = self.generate(np.random.default_rng(key))
+            if (start, stop) != (0, self.batch_size):
+                tokens, weights = tokens[start:stop], weights[start:stop]
+        else:
+            parts = []
+            for j in range(start // per_seed, (stop - 1) // per_seed + 1):
+                first = j * per_seed
+                size = min(per_seed, self.batch_size - first)
+                drawn = _of_batch_size(self, size).generate(
+                    np.random.default_rng(key + [j]))
+                keep = slice(max(start - first, 0), min(stop - first, size))
+                parts.append([x[keep] for x in drawn])
+            tokens, weights = (np.concatenate(x) for x in zip(*parts))
         return tokens, tokens.copy(), weights
 
-    def stream(self, split: str, start: int = 0) -> Iterator[Batch]:
-        """Yields batch(split, start), batch(split, start + 1), ... forever."""
+    def _checked_rows(self, rows) -> tuple[int, int]:
+        if rows is None:
+            return 0, self.batch_size
+        start, stop = rows
+        if not (is_int(start) and is_int(stop)
+                and 0 <= start < stop <= self.batch_size):
+            raise ValueError(f'rows must be (start, stop) with 0 <= start < '
+                             f'stop <= batch_size={self.batch_size}, got '
+                             f'{rows!r}')
+        return int(start), int(stop)
+
+    def stream(self, split: str, start: int = 0,
+               rows: tuple[int, int] | None = None) -> Iterator[Batch]:
+        """Yields batch(split, start, rows), batch(split, start + 1, rows),
+        ... forever."""
         # Validate now rather than on the first next(), where a typo'd split
         # would surface far from the call that caused it.
         split_id(split)
         start = check_index('start', start)
-        return (self.batch(split, i) for i in itertools.count(start))
+        self._checked_rows(rows)
+        return (self.batch(split, i, rows) for i in itertools.count(start))
+
+
+@functools.lru_cache(maxsize=64)
+def _of_batch_size(task: Task, batch_size: int) -> Task:
+    """`task` drawing `batch_size` rows from one stream (one of its batch's
+    rows_per_seed blocks); cached: replace() validates the task again."""
+    return dataclasses.replace(task, batch_size=batch_size,
+                               rows_per_seed=None)

@@ -12,6 +12,7 @@ import pytest
 if not os.environ.get('SEQ_LAB_TEST_CACHE'):
     os.environ['SEQ_LAB_TEST_CACHE'] = tempfile.mkdtemp(prefix='jax-cache-')
 os.environ[compile_cache.ENV] = os.environ['SEQ_LAB_TEST_CACHE']
+compile_cache.enable()  # in this process too
 
 # Runs inside the test process compile with the XLA:CPU settings that commands
 # start with, on the default pool (2 threads, whatever the cores here; an

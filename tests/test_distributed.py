@@ -27,8 +27,10 @@ import numpy as np
 from tests.test_reliability import _outcome
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Two evaluations, four checkpoints.
-PARAMS = ['experiments.Experiment.n_steps = 16',
+# Two evaluations, four checkpoints; each process draws only its own 8 rows
+# of the batch of 16 (the one process draws both streams).
+PARAMS = ['tasks.copy.rows_per_seed = 8',
+          'experiments.Experiment.n_steps = 16',
           'experiments.Experiment.eval_every = 8',
           'experiments.Experiment.checkpoint_every = 4',
           'experiments.Experiment.n_eval_batches = 1']
@@ -109,6 +111,7 @@ def test_two_processes_train_what_one_does_and_only_process_0_writes(
         one_process, two_processes):
     out, out0, out1, outcome = two_processes
     assert 'on 2 device(s)' in out0 and 'Final eval' in out0
+    assert 'Note: each process draws' not in out0
     # The progress lines are process 0's (gloo's own "[Gloo] Rank 1 is
     # connected" line is all process 1 prints).
     assert [line for line in out1.splitlines()
@@ -156,6 +159,44 @@ def test_a_coordinator_that_never_answers_ends_the_process_in_time(tmp_path):
     assert result.stderr.count('\n') == 1
     assert time.monotonic() - start < 60
     assert not out.exists()
+
+
+def test_processes_whose_peer_never_starts_end_in_time(tmp_path):
+    # Processes 0 and 1 of 3 (the coordinator answers; process 2 never
+    # comes): each ends with one line, before JAX's own deadline aborts it.
+    out, port = tmp_path / 'run', _free_port()
+    start = time.monotonic()
+    processes = [subprocess.Popen(
+        _command(out, f'--coordinator_address=localhost:{port}',
+                 '--num_processes=3', f'--process_id={i}',
+                 '--initialization_timeout=3'),
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in (0, 1)]
+    for i, (rc, stdout, stderr) in enumerate(_finish(processes, timeout=120)):
+        assert (rc, stdout) == (2, ''), stderr
+        assert stderr == (
+            "error: the run's 3 processes did not all join within 3 s (this "
+            f'is process {i}, coordinator localhost:{port}); start every '
+            'process with the same --num_processes and --coordinator_address,'
+            ' or raise --initialization_timeout\n')
+    assert time.monotonic() - start < 60
+    assert not out.exists()
+
+
+def test_a_process_holding_part_of_a_batch_is_told_how_to_draw_only_it():
+    from experiments.training import drawing_note
+    import tasks
+    copy = tasks.Copy(vocab_size=8, length=10, batch_size=16)
+    assert drawing_note(copy, (0, 16)) is None  # one process
+    assert drawing_note(copy, (8, 16)) == (
+        'Note: each process draws 16 rows of a batch to use the 8 it holds; '
+        'tasks.copy.rows_per_seed = 8 would have it draw only those.')
+    for per_seed in (8, 4):
+        assert drawing_note(tasks.Copy(8, 10, 16, rows_per_seed=per_seed),
+                            (8, 16)) is None
+    # Streams of 6 rows: rows 6-11 and 12-15 for rows 8-15.
+    assert drawing_note(tasks.Copy(8, 10, 16, rows_per_seed=6),
+                        (8, 16)).startswith('Note: each process draws 10 rows')
 
 
 def test_the_environment_of_a_multi_host_tpu_slice_names_the_cluster():

@@ -6,6 +6,7 @@ import math
 import pathlib
 import subprocess
 import sys
+from unittest import mock
 
 import gin
 import numpy as np
@@ -173,6 +174,40 @@ def test_generic_validation(name):
         with pytest.raises(ValueError, match=match):
             _task(name, **dict(SMALL[name], **{field: value}))
 
+
+
+@pytest.mark.parametrize('name, kwargs', SETTINGS, ids=SETTING_IDS)
+def test_rows_per_seed_draws_only_the_streams_of_the_rows_asked_for(
+        name, kwargs):
+    whole = _task(name, **kwargs)  # 32 rows
+    for covering in (32, 100):  # one stream for the batch: as without
+        assert _same(_task(name, **kwargs, rows_per_seed=covering).batch(
+            'train', 3), whole.batch('train', 3))
+    assert _same(whole.batch('train', 3, rows=(4, 6)),
+                 [x[4:6] for x in whole.batch('train', 3)])
+    task = _task(name, **kwargs, rows_per_seed=5)  # 6 streams of 5, one of 2
+    full = task.batch('train', 3)
+    assert [x.shape for x in full] == [x.shape for x in whole.batch('train', 3)]
+    assert not np.array_equal(full[0], whole.batch('train', 3)[0])
+    # Rows 5-9 are stream (seed, split, index, 1); rows 30-31 stream 6.
+    for j, (first, stop) in ((1, (5, 10)), (6, (30, 32))):
+        drawn = _task(name, **dict(kwargs, batch_size=stop - first)).generate(
+            np.random.default_rng([0, 0, 3, j]))
+        assert _same((full[0][first:stop], full[2][first:stop]), drawn)
+    generate = type(task).generate
+    for rows, streams in (((0, 32), 7), ((0, 1), 1), ((4, 6), 2),
+                          ((5, 10), 1), ((7, 32), 6), ((31, 32), 1)):
+        with mock.patch.object(type(task), 'generate', autospec=True,
+                               side_effect=generate) as spy:
+            part = task.batch('train', 3, rows=rows)
+        assert spy.call_count == streams, rows
+        assert _same(part, [x[slice(*rows)] for x in full])
+    for value in (0, -2, True):
+        with pytest.raises(ValueError, match='rows_per_seed must be an int'):
+            _task(name, **kwargs, rows_per_seed=value)
+    for rows in ((5, 5), (-1, 3), (0, 33), (0.0, 2)):
+        with pytest.raises(ValueError, match='rows must be'):
+            task.batch('train', 0, rows=rows)
 
 
 @pytest.mark.parametrize('k, n', [(2, 5), (3, 4), (4, 4)])

@@ -52,7 +52,7 @@ def test_removed_jax_api_is_back():
 def test_training_and_decoding_never_import_tensorflow(tmp_path):
     """The bridge leaves TensorFlow unimported until something needs it:
     a whole run (train, evaluate, checkpoint, events) and a decode need
-    none of it."""
+    none of it, nor trax's text tokenizer (left to load on first use)."""
     script = textwrap.dedent(f'''
         import sys
         from experiments import decode, main
@@ -64,11 +64,12 @@ def test_training_and_decoding_never_import_tensorflow(tmp_path):
         assert main.run(['codelab.gin'], steps, output_dir={str(tmp_path)!r}) == 0
         assert decode.run({str(tmp_path)!r}, num_examples=1) == 0
         real = sorted(n for n in sys.modules if n.startswith('tensorflow.python'))
-        print('LOADED', trax_bridge.tensorflow_loaded(), real[:3])
+        tokenizer = type(sys.modules['trax.data.tokenizer']).__name__
+        print('LOADED', trax_bridge.tensorflow_loaded(), real[:3], tokenizer)
     ''')
     rc, out = _run(['-c', script], timeout=300)
     assert rc == 0, out
-    assert out.strip().splitlines()[-1] == 'LOADED False []', out
+    assert out.strip().splitlines()[-1] == 'LOADED False [] _LazyModule', out
     assert os.listdir(tmp_path / 'checkpoints')
     assert os.listdir(tmp_path / 'train')
 
@@ -76,7 +77,7 @@ def test_training_and_decoding_never_import_tensorflow(tmp_path):
 def test_tensorflow_loads_when_first_used(tmp_path):
     """What does use TF still works, importing it on first use: trax's
     weight files (tf.io.gfile), shapes from TF objects, the TF-NumPy
-    backend, trax.AsKeras and trax.jaxboard."""
+    backend, trax.AsKeras and trax.jaxboard; and the text tokenizer."""
     script = textwrap.dedent(f'''
         import os
         from models import trax_bridge
@@ -101,6 +102,9 @@ def test_tensorflow_loads_when_first_used(tmp_path):
         assert isinstance(trax.AsKeras(tl.Dense(2), batch_size=1),
                           tf.keras.layers.Layer)
         trax.jaxboard.SummaryWriter({str(tmp_path)!r}).close()
+        from trax.data import tokenizer  # loaded only now, by this call
+        assert tokenizer.encode("Dude - that's so cool.") == [
+            'Dude', ' - ', 'that', "'", 's', 'so', 'cool', '.']
         print('OK')
     ''')
     rc, out = _run(['-c', script], timeout=300)

@@ -13,6 +13,7 @@ import os
 from typing import Any, Sequence
 
 import gin
+import jax
 import numpy as np
 from models.trax_bridge import shapes
 
@@ -41,9 +42,10 @@ def _parse(saved_config: str, bindings: Sequence[str]):
 
 
 def initial_weights(model: LanguageModel, length: int):
-    """Freshly initialised weights of `model` (for their shapes)."""
-    weights, _ = model('eval').init(shapes.ShapeDtype((1, length), np.int32))
-    return weights
+    """The shapes of `model`'s freshly initialised weights (traced only:
+    nothing is drawn or computed)."""
+    signature = shapes.ShapeDtype((1, length), np.int32)
+    return jax.eval_shape(lambda: model('eval').init(signature)[0])
 
 
 def _shape_changers(trained: LanguageModel, model: LanguageModel,

@@ -542,15 +542,13 @@ def own_rows(sharding, shape) -> tuple[int, int]:
 def drawing_note(task: Task, rows: tuple[int, int]) -> str | None:
     """What to set when a process would draw more rows of each batch than
     the `rows` it holds (the task's seeded streams span more); else None."""
-    start, stop = rows
-    per_seed = min(task.rows_per_seed or task.batch_size, task.batch_size)
-    drawn = (min(-(-stop // per_seed) * per_seed, task.batch_size)
-             - start // per_seed * per_seed)
-    if drawn == stop - start:
+    first, last = task.rows_drawn(rows)
+    if (first, last) == tuple(rows):
         return None
-    return (f'Note: each process draws {drawn} rows of a batch to use the '
-            f'{stop - start} it holds; tasks.{task.name}.rows_per_seed = '
-            f'{stop - start} would have it draw only those.')
+    held = rows[1] - rows[0]
+    return (f'Note: each process draws {last - first} rows of a batch to use '
+            f'the {held} it holds; tasks.{task.name}.rows_per_seed = {held} '
+            'would have it draw only those.')
 
 
 def _place_rows(stacked: np.ndarray, sharding, global_shape) -> jax.Array:

@@ -4,10 +4,10 @@
 
 (from the repo root; exit code 0 = pass). The test modules ship inside the
 installed trax wheel. One pytest process per entry of `RUNS`: trax's tests
-for the layers, models, decoding and training we use on the default devices
-(1 CPU on CI), then those with data-parallel paths (pmap, replicated and
-sharded weights, memory-efficient trainer) again on 2 CPU devices (XLA's
-forced host device count); with 1 device those paths return early.
+for the layers, models and decoding we use on the default devices (1 CPU
+on CI), then those with data-parallel paths (acceleration and training:
+pmap, replicated and sharded weights, memory-efficient trainer) on 2 CPU
+devices (XLA's forced host device count), where more of them run.
 This module is also the pytest plugin of every run: it applies
 `models.trax_bridge` before collection imports trax, lets absltest-based
 tests run under pytest, deselects `UPSTREAM_DESELECTED` and marks the known
@@ -30,9 +30,11 @@ _LSH_BATCHING = ('efficient_attention_test::EfficientAttentionTest::'
 # name -> (test modules or node ids, forced CPU device count or None for the
 # default devices). The default-device tests are split in four so that a
 # parallel test session can spread them (the LSH batching test alone takes
-# over half of the attention tests' time); the last run repeats on 2 CPU
-# devices the tests that have data-parallel paths: acceleration and training
-# (pmap, replicated and sharded weights), and of decoding only the test that
+# over half of the attention tests' time); the last run has the tests with
+# data-parallel paths on 2 CPU devices: acceleration and training (pmap,
+# replicated and sharded weights; on 1 device they return early or take
+# the 1-device branch, which our benchmarks run: trax's Trainer on one
+# device, tests/test_benchmarks.py), and of decoding only the test that
 # sizes its batch per device (autoregressive_sample itself runs on one
 # device, so the others would repeat the default-device run).
 RUNS = {
@@ -48,9 +50,7 @@ RUNS = {
                 'trax.layers.assert_shape_test',
                 # CausalFavor, models.ReformerLM's attention='favor'.
                 'trax.layers.research.sparsity_test::FavorTest'), None),
-    'training': (('trax.layers.acceleration_test',
-                  'trax.supervised.decoding_test',
-                  'trax.supervised.training_test'), None),
+    'decoding': (('trax.supervised.decoding_test',), None),
     'two_devices': (('trax.layers.acceleration_test',
                      'trax.supervised.decoding_test::DecodingTest::'
                      'test_autoregressive_sample_transformerlm',

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from models import favor
+from models import favor, visible_self
 from models.trax_bridge import tl, trax
 
 MODES = ('train', 'eval', 'predict')
@@ -94,10 +94,11 @@ class TransformerLM(LanguageModel):
 
 ATTENTION_TYPES = ('lsh', 'full', 'local', 'favor')
 # ReformerLM's attention settings, and those each type reads.
-_ATTENTION_FIELDS = ('n_hashes', 'n_buckets', 'chunk_len', 'n_chunks_before',
-                     'n_chunks_after')
-_READS = {'lsh': _ATTENTION_FIELDS, 'full': (), 'favor': (),
-          'local': ('chunk_len', 'n_chunks_before')}
+_LSH_FIELDS = ('n_hashes', 'n_buckets', 'chunk_len', 'n_chunks_before',
+               'n_chunks_after')
+_ATTENTION_FIELDS = _LSH_FIELDS + ('mask_self',)
+_READS = {'lsh': _LSH_FIELDS, 'full': ('mask_self',), 'favor': (),
+          'local': ('chunk_len', 'n_chunks_before', 'mask_self')}
 
 # The pos_type values trax 1.4.1's configurable_transformer.PositionalEncoder
 # builds and runs here; None is its default, a trainable table of max_len
@@ -126,11 +127,13 @@ class ReformerLM(LanguageModel):
 
     - 'lsh': tl.LSHSelfAttention; n_hashes, n_buckets, chunk_len,
       n_chunks_before, n_chunks_after, dropout.
-    - 'full': tl.SelfAttention, causal over the whole sequence; dropout.
+    - 'full': tl.SelfAttention, causal over the whole sequence; mask_self,
+      dropout.
     - 'local': tl.SelfAttention in chunks of chunk_len, each position
       attending causally to its own chunk and the n_chunks_before before it
       (a window of chunk_len * n_chunks_before + 1 to chunk_len *
-      (1 + n_chunks_before) tokens); chunk_len, n_chunks_before, dropout.
+      (1 + n_chunks_before) tokens); chunk_len, n_chunks_before,
+      mask_self, dropout.
     - 'favor': Performer's FAVOR causal attention (ReLU features, prefix
       sums, linear in length): models.favor.CausalFavor, trax's CausalFavor
       with the same weights and train/eval arithmetic, whose predict mode
@@ -142,6 +145,10 @@ class ReformerLM(LanguageModel):
     from their defaults, and training prints them.
     'lsh', 'full' and 'local' share query and key, so their weights have the
     same shapes: a model trained with one can be evaluated with another.
+    All three hide each query's own key from it (its key is the query,
+    normalised, so it would score highest); mask_self=False leaves it
+    visible in 'full' and 'local' (models.visible_self), for the Table 2
+    ablations; LSH always hides it.
     'favor' has its own (query, key, value and output Dense layers, with
     biases). n_buckets=None lets trax pick about 2 * length / chunk_len
     buckets. pos_type is one of POS_TYPES: None keeps trax's default (a
@@ -159,6 +166,7 @@ class ReformerLM(LanguageModel):
     n_chunks_after: int = 0
     ff_chunk_size: int = 0
     pos_type: str | None = None
+    mask_self: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -175,6 +183,9 @@ class ReformerLM(LanguageModel):
             _require(_is_int(value) and value >= 0,
                      f'{self.name}.{field} must be a non-negative int, got '
                      f'{value!r}')
+        _require(isinstance(self.mask_self, bool),
+                 f'{self.name}.mask_self must be True or False, got '
+                 f'{self.mask_self!r}')
         # LSH hashing draws n_buckets / 2 random rotations and uses +/- each.
         _require(self.n_buckets is None or (
             _is_int(self.n_buckets) and self.n_buckets >= 2
@@ -235,8 +246,10 @@ class ReformerLM(LanguageModel):
         # max_len to the decoded length).
         whole = dict(predict_mem_len=self.max_len,
                      predict_drop_len=self.max_len)
+        shared_qk = (tl.SelfAttention if self.mask_self
+                     else visible_self.SelfVisibleAttention)
         if self.attention == 'full':
-            return functools.partial(tl.SelfAttention, share_qk=True,
+            return functools.partial(shared_qk, share_qk=True,
                                      chunk_len=None, **common, **whole)
         if self.attention == 'local':
             # share_qk=True as in 'lsh' and 'full': equal weight shapes, so
@@ -247,7 +260,7 @@ class ReformerLM(LanguageModel):
             # n_chunks_after: causal masking hides later chunks, except
             # where trax's roll wraps the last chunk's round to the first.
             return functools.partial(
-                tl.SelfAttention, share_qk=True, chunk_len=self.chunk_len,
+                shared_qk, share_qk=True, chunk_len=self.chunk_len,
                 n_chunks_before=self.n_chunks_before, **common)
         if self.attention == 'favor':
             # trax's DecoderBlock (configurable_transformer's

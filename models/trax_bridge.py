@@ -321,7 +321,9 @@ def _real_module(name: str) -> types.ModuleType:
     """The real module `name`, importing it (and ending all stand-ins)."""
     if _LATER_FINDER in sys.meta_path:
         sys.meta_path.remove(_LATER_FINDER)
-        for key in [k for k, m in sys.modules.items() if isinstance(m, _Later)]:
+        # type(), not isinstance(): that would load the lazy modules.
+        for key in [k for k, m in list(sys.modules.items())
+                    if type(m) is _Later]:
             del sys.modules[key]
     try:
         return importlib.import_module(name)
@@ -337,7 +339,8 @@ def _real_module(name: str) -> types.ModuleType:
 
 def tensorflow_loaded() -> bool:
     """Whether the real TensorFlow has been imported in this process."""
-    return not isinstance(sys.modules.get('tensorflow', _Later('')), _Later)
+    module = sys.modules.get('tensorflow')
+    return module is not None and not isinstance(module, _Later)
 
 
 class _LaterMapping(collections.abc.Mapping):
@@ -369,7 +372,8 @@ def _defer_tensorflow() -> None:
     # 0.55 GB of TensorFlow resident in a process that never uses it.
     if any(root in sys.modules for root in _TF_ROOTS):
         return  # already imported for real: stand-ins would split it
-    sys.meta_path.insert(0, _LATER_FINDER)
+    if _LATER_FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _LATER_FINDER)
     # The two names trax reads from deferred modules while it imports.
     for name, preset in (
             ('trax.fastmath.tf',
@@ -379,6 +383,17 @@ def _defer_tensorflow() -> None:
             _LATER_FINDER.find_spec(name))
         module.__dict__.update(preset)
         sys.modules[name] = module
+
+
+def _unlist_tensorflow_stand_ins() -> None:
+    # Symptom: a plot imports all of TensorFlow (4 s, 0.5 GB): matplotlib
+    # takes `sys.modules.get('tensorflow')` to mean TF is loaded and reads
+    # its is_tensor. After trax has imported, the stand-ins it holds (as its
+    # modules' `tf`) leave sys.modules, so such checks see no TensorFlow;
+    # an import of it afterwards gets a stand-in again.
+    for name in [n for n, m in list(sys.modules.items())
+                 if n.partition('.')[0] in _TF_ROOTS and type(m) is _Later]:
+        del sys.modules[name]
 
 
 class _TensorFlowType(type):
@@ -557,6 +572,7 @@ def apply() -> None:
         import trax  # noqa: F401  (only after jax is patched)
     for patch in _TRAX_PATCHES:
         patch()
+    _unlist_tensorflow_stand_ins()
     _APPLIED = True
 
 

@@ -165,7 +165,7 @@ class Task:
         """
         key = [self.seed, split_id(split), check_index('index', index)]
         start, stop = self._checked_rows(rows)
-        per_seed = min(self.rows_per_seed or self.batch_size, self.batch_size)
+        per_seed = self._rows_per_stream
         if per_seed == self.batch_size:
             tokens, weights = self.generate(np.random.default_rng(key))
             if (start, stop) != (0, self.batch_size):
@@ -181,6 +181,18 @@ class Task:
                 parts.append([x[keep] for x in drawn])
             tokens, weights = (np.concatenate(x) for x in zip(*parts))
         return tokens, tokens.copy(), weights
+
+    @property
+    def _rows_per_stream(self) -> int:
+        return min(self.rows_per_seed or self.batch_size, self.batch_size)
+
+    def rows_drawn(self, rows: tuple[int, int]) -> tuple[int, int]:
+        """(start, stop) of the rows that batch(..., rows) draws: those of
+        the streams that hold `rows`."""
+        start, stop = self._checked_rows(rows)
+        per_seed = self._rows_per_stream
+        return (start // per_seed * per_seed,
+                min(-(-stop // per_seed) * per_seed, self.batch_size))
 
     def _checked_rows(self, rows) -> tuple[int, int]:
         if rows is None:

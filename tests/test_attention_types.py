@@ -15,7 +15,7 @@ from models.trax_bridge import shapes, tl
 
 from experiments import decode, decoding, evaluate, main, restore
 from experiments.summaries import read_scalars
-from models import ReformerLM, favor
+from models import ReformerLM, favor, visible_self
 
 LENGTH = 16
 TINY = dict(vocab_size=11, d_model=16, d_ff=32, n_heads=2, chunk_len=4)
@@ -89,6 +89,7 @@ def _predict_logits(spec, weights, tokens):
     dict(attention='full', pos_type='sin-cos'),
     dict(attention='full', pos_type='fixed-base'),
     dict(attention='full', pos_type='no'),
+    dict(attention='full', mask_self=False),
 ], ids=lambda s: '-'.join(map(str, s.values())))
 def test_predict_logits_equal_one_full_forward_pass(settings):
     spec = ReformerLM(**{**TINY, **settings})
@@ -151,6 +152,50 @@ def _favor_pair(mode, x):
 def _activations(batch=3, length=LENGTH):
     return np.random.default_rng(1).normal(
         size=(batch, length, 16)).astype(np.float32)
+
+
+def _shared_qk_attention(x, weights, own_key_visible):
+    """Causal shared query-key attention in NumPy, as trax computes it: keys
+    are the queries normalised to unit root-mean-square, over sqrt(d); heads
+    summed."""
+    w_q, w_v, w_o = (np.asarray(w, np.float64) for w in weights)
+    length = x.shape[1]
+    later = np.triu(np.ones((length, length)), 1)
+    mask = 1e9 * later + (0.0 if own_key_visible else 1e5) * np.eye(length)
+    out = 0.0
+    for h in range(len(w_q)):
+        q = x @ w_q[h]
+        k = q / np.sqrt((q ** 2).mean(-1, keepdims=True) + 1e-6)
+        dots = q @ np.swapaxes(k, 1, 2) / np.sqrt(q.shape[-1]) - mask
+        p = np.exp(dots - dots.max(-1, keepdims=True))
+        out = out + (p / p.sum(-1, keepdims=True)) @ (x @ w_v[h]) @ w_o[h]
+    return out
+
+
+def test_visible_self_attention_masks_only_later_keys():
+    """trax's shared-QK SelfAttention hides each query's own key (1e5 off
+    its product); SelfVisibleAttention, with the same weights, shows it and
+    hides only later keys; trax's layer is left as it was."""
+    x = np.random.default_rng(0).normal(size=(2, 6, 8)).astype(np.float32)
+    kwargs = dict(n_heads=2, d_qk=4, d_v=4, share_qk=True, causal=True,
+                  chunk_len=None, mode='eval')
+    outputs = []
+    for layer in (tl.SelfAttention(**kwargs),
+                  visible_self.SelfVisibleAttention(**kwargs)):
+        weights, state = layer.init(shapes.signature(x),
+                                    rng=jax.random.PRNGKey(0))
+        out, _ = layer.pure_fn(x, weights, state, jax.random.PRNGKey(1))
+        outputs.append(np.asarray(out))
+    hidden, visible = outputs
+    np.testing.assert_allclose(hidden, _shared_qk_attention(x, weights, False),
+                               atol=1e-5)
+    np.testing.assert_allclose(visible, _shared_qk_attention(x, weights, True),
+                               atol=1e-5)
+    assert np.abs(visible - hidden).max(-1)[:, 1:].min() > 1e-3
+    np.testing.assert_allclose(visible[:, 0], hidden[:, 0], atol=1e-6)
+    from models.trax_bridge import trax
+    assert (trax.layers.research.efficient_attention.mask_self_attention
+            is visible_self._MASK)
 
 
 @pytest.mark.parametrize('mode', ['train', 'eval'])

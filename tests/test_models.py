@@ -33,6 +33,7 @@ def test_transformer_rejects_bad_settings(kwargs, match):
      r"pos_type='time-bin' cannot be used: .*time_bin_length"),
     (dict(pos_type='fixed-base', d_model=12, n_heads=2),
      r"pos_type='fixed-base' needs d_model divisible by 8"),
+    (dict(mask_self=0), r'mask_self must be True or False, got 0'),
 ])
 def test_reformer_rejects_bad_settings(kwargs, match):
     with pytest.raises(ModelConfigError, match=match):
@@ -166,4 +167,8 @@ def test_settings_an_attention_type_does_not_read_are_named():
                              'chunk_len=16')
     assert dataclasses.replace(full, attention='local').unread() == (
         "attention='local' does not read n_hashes=4")
+    assert ReformerLM(vocab_size=8, mask_self=False).unread() == (
+        "attention='lsh' does not read mask_self=False")
+    assert dataclasses.replace(full, mask_self=False, n_hashes=2,
+                               chunk_len=64).unread() == ''
     assert TransformerLM(vocab_size=8).unread() == ''

@@ -202,6 +202,8 @@ def test_rows_per_seed_draws_only_the_streams_of_the_rows_asked_for(
             part = task.batch('train', 3, rows=rows)
         assert spy.call_count == streams, rows
         assert _same(part, [x[slice(*rows)] for x in full])
+        first, stop = task.rows_drawn(rows)
+        assert -(-stop // 5) - first // 5 == streams
     for value in (0, -2, True):
         with pytest.raises(ValueError, match='rows_per_seed must be an int'):
             _task(name, **kwargs, rows_per_seed=value)

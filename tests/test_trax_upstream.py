@@ -52,7 +52,8 @@ def test_removed_jax_api_is_back():
 def test_training_and_decoding_never_import_tensorflow(tmp_path):
     """The bridge leaves TensorFlow unimported until something needs it:
     a whole run (train, evaluate, checkpoint, events) and a decode need
-    none of it, nor trax's text tokenizer (left to load on first use)."""
+    none of it, nor a plot (matplotlib), nor trax's text tokenizer (left to
+    load on first use)."""
     script = textwrap.dedent(f'''
         import sys
         from experiments import decode, main
@@ -63,6 +64,11 @@ def test_training_and_decoding_never_import_tensorflow(tmp_path):
                  'experiments.Experiment.n_eval_batches = 1']
         assert main.run(['codelab.gin'], steps, output_dir={str(tmp_path)!r}) == 0
         assert decode.run({str(tmp_path)!r}, num_examples=1) == 0
+        import matplotlib  # which reads TF's is_tensor if TF is listed
+        matplotlib.use('Agg')
+        from matplotlib import pyplot
+        pyplot.plot([1, 2])
+        pyplot.savefig({str(tmp_path / 'plot.png')!r})
         real = sorted(n for n in sys.modules if n.startswith('tensorflow.python'))
         tokenizer = type(sys.modules['trax.data.tokenizer']).__name__
         print('LOADED', trax_bridge.tensorflow_loaded(), real[:3], tokenizer)

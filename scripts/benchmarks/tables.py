@@ -169,6 +169,7 @@ def table2_table(found: dict) -> str:
 
 TABLES: dict[str, Callable[[dict], str]] = {
     'reformer_table2.csv': table2_table,
+    'reformer_table2_chunk4.csv': table2_table,
     'sweep_attention_zoo.json': leaderboard_table,
     'decode.json': decode_table,
     'settings.json': settings_table,

@@ -81,16 +81,19 @@ class _DropClosedLoopReports:
 
 @contextlib.contextmanager
 def _quiet():
-    """Orbax logs warnings and errors (with tracebacks) through absl that
-    would add lines to a command's one-line error; this module reports what
-    matters, and exceptions still propagate."""
-    logger = logging.getLogger('absl')
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """Orbax logs warnings and errors (with tracebacks) through absl, and
+    asyncio logs its failed concurrent reads, in lines that would join a
+    command's one-line error; this module reports what matters, and
+    exceptions still propagate."""
+    loggers = [logging.getLogger(name) for name in ('absl', 'asyncio')]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def path_for(output_dir: str, step: int) -> str:
@@ -240,6 +243,10 @@ def _read(path: str, step: int) -> dict[str, Any]:
                                  'leaves')
         return checkpoint
     except Exception as e:  # whatever damaged files make Orbax raise
+        # asyncio logs each other failed read ("Future exception was never
+        # retrieved") when its future is collected, which can be after
+        # _quiet has ended; the first failure is what the user gets.
+        logging.getLogger('asyncio').setLevel(logging.CRITICAL)
         raise ValueError(one_line(e, limit=200)) from e
 
 

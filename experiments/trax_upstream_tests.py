@@ -10,10 +10,12 @@ pmap, replicated and sharded weights, memory-efficient trainer) on 2 CPU
 devices (XLA's forced host device count), where more of them run.
 This module is also the pytest plugin of every run: it applies
 `models.trax_bridge` before collection imports trax, lets absltest-based
-tests run under pytest, deselects `UPSTREAM_DESELECTED` and marks the known
+tests run under pytest, deselects `UPSTREAM_DESELECTED`, narrows the tests
+in `UPSTREAM_NARROWED` to the settings our models use, and marks the known
 failures in `UPSTREAM_XFAILS` as strict expected failures, so a new failure
 *or* an unexpected pass fails the run.
 """
+import functools
 import importlib.util
 import os
 import re
@@ -25,12 +27,9 @@ from typing import Dict, List, Optional, Sequence
 import pytest
 
 MULTI_DEVICE_COUNT = 2
-_LSH_BATCHING = ('efficient_attention_test::EfficientAttentionTest::'
-                 'test_batching_lsh_self_attention')
 # name -> (test modules or node ids, forced CPU device count or None for the
-# default devices). The default-device tests are split in four so that a
-# parallel test session can spread them (the LSH batching test alone takes
-# over half of the attention tests' time); the last run has the tests with
+# default devices). The default-device tests are split in three so that a
+# parallel test session can spread them; the last run has the tests with
 # data-parallel paths on 2 CPU devices: acceleration and training (pmap,
 # replicated and sharded weights; on 1 device they return early or take
 # the 1-device branch, which our benchmarks run: trax's Trainer on one
@@ -38,12 +37,7 @@ _LSH_BATCHING = ('efficient_attention_test::EfficientAttentionTest::'
 # sizes its batch per device (autoregressive_sample itself runs on one
 # device, so the others would repeat the default-device run).
 RUNS = {
-    'lsh_batching': (('trax.layers.research.' + _LSH_BATCHING,), None),
-    'attention': (('trax.layers.research.efficient_attention_test',
-                   # run by 'lsh_batching' (a path: --deselect takes no
-                   # module names)
-                   '--deselect=trax/layers/research/'
-                   + _LSH_BATCHING.replace('::', '.py::', 1)), None),
+    'attention': (('trax.layers.research.efficient_attention_test',), None),
     'models': (('trax.models.transformer_test',
                 'trax.models.reformer.reformer_test',
                 'trax.layers.reversible_test',
@@ -92,7 +86,17 @@ UPSTREAM_XFAILS: Dict[str, str] = {
 # Not run unless --trax-all. The tl.Chunk tests pass their (shape-only)
 # asserts at once but leave minutes of dispatched XLA work, a Dense(2**20)
 # over 16-32K rows, that the next test then waits for.
+_EFFICIENT = 'trax.layers.research.efficient_attention_test::EfficientAttentionTest::'
+_PURE_LSH = ('PureLSHSelfAttention(Wrapper), which Terraformer uses and we do'
+             ' not; LSHSelfAttention is checked against its reference code by'
+             ' test_batching_lsh_self_attention')
 UPSTREAM_DESELECTED: Dict[str, str] = {
+    **{_EFFICIENT + name: _PURE_LSH for name in (
+        'test_pure_lsh_wrapper_causal_non_masked_weights_2',
+        'test_pure_lsh_wrapper_causal_non_masked_weights_3',
+        'test_pure_lsh_wrapper_non_causal_masked_weights_2',
+        'test_pure_lsh_wrapper_non_causal_masked_weights_3',
+        'test_lsh_and_pure_lsh_self_attention_equivalence')},
     'trax.layers.acceleration_test::AccelerationTest::test_chunk_memory':
         '~100 s on 2 CPU cores; tl.Chunk memory stress, tl.Chunk unused by us',
     'trax.layers.acceleration_test::AccelerationTest::test_chunk_grad_memory':
@@ -110,6 +114,33 @@ UPSTREAM_DESELECTED: Dict[str, str] = {
         'a 4G-weight model: trax says it needs >16 GB RAM (TPU only) and it'
         ' is OOM-killed at 24 GB with 2 devices; returns early on 1 device',
 }
+
+
+# Unless --trax-all: trax's efficient-attention tests check SelfAttention and
+# LSHSelfAttention against their reference code (and in predict mode) for
+# each n_parallel_heads in 1, 3, 6, 12 with and without a Python loop, which
+# compute the heads in chunks to save memory. Our models leave
+# n_parallel_heads unset: the whole batch's heads at once, the tests' case
+# n_parallel_heads = batch x heads (one chunk, so no loop). The other cases
+# took about 4 of the attention run's 5 CPU minutes.
+UPSTREAM_NARROWED = {'EfficientAttentionTest': (
+    '_test_equivalence_to_reference_code', '_test_fast_inference')}
+
+
+def _whole_layer_cases(check):
+    """`check` (model_cls, x, input_signature, common_kwargs, *test_kwargs)
+    run only for the test_kwargs that compute every head at once."""
+    @functools.wraps(check)
+    def narrowed(self, model_cls, x, input_signature, common_kwargs,
+                 *test_kwargs):
+        batch = (x[0] if isinstance(x, (tuple, list)) else x).shape[0]
+        whole = batch * common_kwargs['n_heads']
+        ours = [k for k in test_kwargs if not k.get('use_python_loop')
+                and k.get('n_parallel_heads') in (None, whole)]
+        assert ours, f'no case of {check.__name__} computes all heads at once'
+        return check(self, model_cls, x, input_signature, common_kwargs,
+                     *ours)
+    return narrowed
 
 
 def _key(item: pytest.Item) -> str:
@@ -139,6 +170,14 @@ def pytest_collection_modifyitems(config: pytest.Config,
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = [i for i in items if _key(i) not in UPSTREAM_DESELECTED]
+        narrowed = set()
+        for item in items:
+            methods = UPSTREAM_NARROWED.get(getattr(item.cls, '__name__', ''))
+            if methods and item.cls not in narrowed:
+                narrowed.add(item.cls)
+                for name in methods:
+                    setattr(item.cls, name,
+                            _whole_layer_cases(getattr(item.cls, name)))
     for item in items:
         reason = UPSTREAM_XFAILS.get(_key(item))
         if reason is not None:
@@ -151,7 +190,8 @@ def pytest_report_header(config: pytest.Config) -> str:
     return (f'trax {version("trax")}, jax {jax.__version__} under'
             f' models.trax_bridge, {jax.local_device_count()} device(s);'
             f' {len(UPSTREAM_XFAILS)} known failures are xfail(strict),'
-            f' {len(UPSTREAM_DESELECTED)} tests deselected (see'
+            f' {len(UPSTREAM_DESELECTED)} tests deselected and'
+            f' {len(UPSTREAM_NARROWED)} class(es) narrowed (see'
             ' docs/trax_bridge.md)')
 
 

@@ -1,12 +1,14 @@
 """scripts.paper.table2 end to end at a tiny size, then rerun, then bad input.
 
-One module-scoped run: the shipped Table 2 sweep's four models (its base
-experiment and axes) shrunk to d_model 16 and length 16 and trained 2 steps,
-each evaluated under the five settings; the checks are on the table's shape
-and files, not on the paper's numbers. Three of the models are trained here
-in-process and marked finished, as a rerun finds them, and the sweep trains
-the fourth in its own process: each such process spends about 40 s of CPU
-importing trax, which would make four of them most of the test's time.
+One module-scoped run: two rows of the shipped Table 2 sweep (its base
+experiment, its first and last settings: LSH-1 and the own-key-visible
+ablation) over seeds 0 and 1, shrunk to d_model 16 and length 16 and trained
+2 steps, each model evaluated under the six settings; the checks are on the
+table's shape, statistics and files, not on the paper's numbers. Three of
+the models are trained here in-process and marked finished, as a rerun finds
+them, and the sweep trains the fourth in its own process: each such process
+spends about 40 s of CPU importing trax, which would make four of them most
+of the test's time.
 """
 import contextlib
 import csv
@@ -30,16 +32,20 @@ SHRINK = [
     'experiments.Experiment.checkpoint_every = 2',
     'experiments.Experiment.n_eval_batches = 1',
 ]
-ROWS = ['full attention', 'LSH-4', 'LSH-2', 'LSH-1']
+ROWS = ['LSH-1', 'full attention, own key visible']
+SEEDS = [0, 1]
 EVAL = ['--eval_batches=2', '--eval_batch_size=4']
+N_EVALS = len(ROWS) * len(SEEDS) * len(table2.COLUMNS)
 
 
-def _sweep_file(path, axes, base='reformer_copy_table2.gin', bindings=()):
+def _sweep_file(path, axes, base='reformer_copy_table2.gin', bindings=(),
+                seeds=()):
     path.write_text(
         '# A tiny Table 2 sweep (tests only).\nimport scripts.sweeps\n'
         f'scripts.Sweep.base = {base!r}\n'
         f'scripts.Sweep.bindings = {SHRINK + list(bindings)!r}\n'
         f'scripts.Sweep.axes = {axes!r}\n'
+        f'scripts.Sweep.seeds = {list(seeds)!r}\n'
         "scripts.Sweep.mode = 'zip'\n")
     return str(path)
 
@@ -55,8 +61,9 @@ def _table2(*args):
 def tiny(tmp_path_factory):
     base = tmp_path_factory.mktemp('table2')
     shipped = spec.load('sweeps/reformer_table2.gin')
-    sweep_file = _sweep_file(base / 'tiny.gin',
-                             {k: list(v) for k, v in shipped.axes.items()})
+    sweep_file = _sweep_file(
+        base / 'tiny.gin', {k: [v[0], v[-1]] for k, v in shipped.axes.items()},
+        seeds=SEEDS)
     root = str(base / 'runs')
     loaded = spec.load(sweep_file)
     for trial in spec.expand(loaded)[:3]:
@@ -83,51 +90,77 @@ def _csv(root):
     return list(csv.DictReader(io.StringIO(_read(root, 'table2.csv'))))
 
 
+def test_the_shipped_sweep_is_five_rows_over_three_seeds():
+    rows = table2.plan_rows('sweeps/reformer_table2.gin')
+    assert [(r.label, r.seed) for r in rows] == [
+        (label, seed) for label in ('full attention', 'LSH-4', 'LSH-2',
+                                    'LSH-1', 'full attention, own key visible')
+        for seed in (0, 1, 2)]
+
+
 def test_the_run_trains_evaluates_and_writes_the_tables(tiny):
     root, (status, out, err) = tiny[:2]
     assert status == 0, err
     assert 'Sweep tiny: 4 trial(s), 2 at a time' in out
     assert out.count('finished earlier') == 3
-    assert layout.is_finished(layout.read_status(
-        os.path.join(root, 'attention=lsh,n_hashes=1')))
-    evaluations = re.findall(r'^\[ *\d+/20\] trained with (.+?), evaluated '
-                             r'with (\S+): accuracy', out, re.M)
-    assert len(evaluations) == 20
-    assert sorted(set(r for r, _ in evaluations)) == sorted(ROWS)
+    last = spec.expand(spec.load(os.path.join(os.path.dirname(root),
+                                              'tiny.gin')))[-1]
+    assert layout.is_finished(layout.read_status(os.path.join(root,
+                                                              last.name)))
+    evaluations = re.findall(
+        rf'^\[ *\d+/{N_EVALS}\] trained with (.+?) \(seed (\d)\), '
+        r'evaluated with (.+?): accuracy', out, re.M)
+    assert sorted(evaluations) == sorted(
+        (row, str(seed), column) for row in ROWS for seed in SEEDS
+        for column in table2.COLUMNS)
     for name in table2.OUTPUTS:
         assert os.path.getsize(os.path.join(root, name)) > 0, name
     with open(os.path.join(root, 'table2.png'), 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
 
-def test_the_csv_holds_4_x_5_measured_values_in_0_1_and_the_paper(tiny):
+def test_the_csv_holds_each_seed_their_mean_and_range_and_the_paper(tiny):
     rows = _csv(tiny[0])
     columns = list(table2.COLUMNS)
-    assert list(rows[0]) == ['source', 'metric', 'trained_with', *columns]
+    assert list(rows[0]) == ['source', 'metric', 'statistic', 'trained_with',
+                             *columns]
     for metric in ('accuracy', 'sequence_accuracy'):
-        measured = [r for r in rows
-                    if (r['source'], r['metric']) == ('measured', metric)]
-        assert [r['trained_with'] for r in measured] == ROWS
-        for row in measured:
-            assert all(0.0 <= float(row[c]) <= 1.0 for c in columns)
-    paper = {r['trained_with']: [float(r[c]) for c in columns]
+        measured = {}
+        for r in rows:
+            if (r['source'], r['metric']) == ('measured', metric):
+                measured.setdefault(r['statistic'], {})[r['trained_with']] = [
+                    float(r[c]) for c in columns]
+        assert sorted(measured) == ['max', 'mean', 'min', 'seed=0', 'seed=1']
+        assert all(list(by_row) == ROWS for by_row in measured.values())
+        for label in ROWS:
+            seed0, seed1 = measured['seed=0'][label], measured['seed=1'][label]
+            assert all(0.0 <= v <= 1.0 for v in seed0 + seed1)
+            assert measured['mean'][label] == pytest.approx(
+                [(a + b) / 2 for a, b in zip(seed0, seed1)], abs=1e-4)
+            assert measured['min'][label] == list(map(min, seed0, seed1))
+            assert measured['max'][label] == list(map(max, seed0, seed1))
+    paper = {r['trained_with']: [float(r[c]) if r[c] else None
+                                 for c in columns]
              for r in rows if r['source'] == 'paper'}
-    assert paper == {label: list(v) for label, v in table2.PAPER.items()}
+    assert paper == {'LSH-1': list(table2.PAPER['LSH-1'])}
 
 
-def test_the_markdown_has_three_4_x_5_tables(tiny):
+def test_the_markdown_has_three_tables_of_means_and_ranges(tiny):
     text = _read(tiny[0], 'table2.md')
     headers = re.findall(r'^\| trained with \\ evaluated with \| (.*) \|$',
                          text, re.M)
     assert headers == [' | '.join(table2.COLUMNS)] * 3
+    assert text.count('mean of 2 seeds (min-max)') == 2
+    percent = r'\d{1,3}\.\d'
     for label in ROWS:
         cells = re.findall(rf'^\| {label} \|(.*)\|$', text, re.M)
-        assert len(cells) == 3
-        for line in cells:
+        assert len(cells) == (3 if label in table2.PAPER else 2)
+        for line in cells[:1] + cells[-1:]:  # measured, not the paper's
             values = [c.strip() for c in line.split('|')]
-            assert len(values) == 5
-            assert all(re.fullmatch(r'\d{1,3}\.\d%', v) for v in values)
-    paper = '| full attention | 100.0% | 94.8% | 92.5% | 76.9% | 52.5% |'
+            assert len(values) == len(table2.COLUMNS)
+            assert all(re.fullmatch(rf'{percent}% \({percent}-{percent}\)',
+                                    v) for v in values), values
+    paper = '| LSH-1 | 0.8% | 99.9% | 99.6% | 94.8% | 77.9% |  |'
     assert paper in text
 
 
@@ -136,7 +169,7 @@ def test_each_evaluation_is_saved_beside_its_run(tiny):
     for trial in os.listdir(root):
         if os.path.isdir(os.path.join(root, trial)):
             saved = os.listdir(os.path.join(root, trial, 'evaluations'))
-            assert len(saved) == 5, trial
+            assert len(saved) == len(table2.COLUMNS), trial
             with open(os.path.join(root, trial, 'evaluations',
                                    saved[0])) as f:
                 assert json.load(f)['n_examples'] == 8
@@ -146,14 +179,18 @@ def test_a_rerun_trains_nothing_and_reuses_every_evaluation(tiny):
     root, _, (status, out, err), tables = tiny
     assert status == 0, err
     assert out.count('finished earlier') == 4
-    assert out.count('(saved earlier)') == 20
+    assert out.count('(saved earlier)') == N_EVALS
     assert (_read(root, 'table2.csv'), _read(root, 'table2.md')) == tables
 
 
 @pytest.mark.parametrize('setup, message', [
     (lambda p: str(p / 'missing.gin'), 'gin file not found'),
     (lambda p: _sweep_file(p / 'twice.gin', {
-        'models.ReformerLM.chunk_len': [4, 8]}), 'two trials train LSH-2'),
+        'models.ReformerLM.chunk_len': [4, 8]}),
+     'trials chunk_len=4 and chunk_len=8 both train LSH-2'),
+    (lambda p: _sweep_file(p / 'mixed.gin', {
+        'models.ReformerLM.chunk_len': [4, 8]}, seeds=[0, 1]),
+     'both train LSH-2; the trials of a row may differ only in their seed'),
     (lambda p: _sweep_file(p / 'transformer.gin', {
         'models.TransformerLM.d_model': [16, 32]},
         bindings=['experiments.Experiment.model = @models.TransformerLM()',

@@ -162,14 +162,15 @@ def table2_table(found: dict) -> str:
     """scripts.paper.table2's CSV: its tables, as its table2.md shows them."""
     lines = []
     for source, metric, title in table2.SECTIONS:
-        lines += [f'{title}:', ''] + table2.markdown_table(
-            found[(source, metric)]) + ['']
+        lines += [f'{table2.section_title(found, source, title)}:', ''
+                  ] + table2.markdown_table(
+                      table2.cell_texts(found, source, metric)) + ['']
     return '\n'.join(lines[:-1])
 
 
 TABLES: dict[str, Callable[[dict], str]] = {
     'reformer_table2.csv': table2_table,
-    'reformer_table2_chunk4.csv': table2_table,
+    'reformer_table2_chunk8.csv': table2_table,
     'sweep_attention_zoo.json': leaderboard_table,
     'decode.json': decode_table,
     'settings.json': settings_table,

@@ -92,6 +92,7 @@ PAPER = {
 # A measured cell's statistics over its row's seeds (the CSV's `statistic`
 # column also holds each seed's value, as 'seed=<n>'; the paper's, 'value').
 STATISTICS = {'mean': lambda v: sum(v) / len(v), 'min': min, 'max': max}
+DIGITS = 4  # decimals of a measured value, in the CSV and every table
 OUTPUTS = ('table2.md', 'table2.csv', 'table2.png')
 
 
@@ -217,7 +218,9 @@ Found = dict[tuple[str, str, str], dict[str, list]]
 def tables(results: Results) -> Found:
     """{(source, metric, statistic): {row label: values in COLUMNS order}}:
     the measured mean, min, max and each seed's value, and the paper's
-    accuracies ('value') for the rows it has."""
+    accuracies ('value') for the rows it has. Measured values are rounded
+    to the CSV's DIGITS, so that every table made from it (table2.md, the
+    heat maps, the docs' copy) shows the same figures."""
     out: Found = {}
     for metric in METRICS:
         for label, cells in results.items():
@@ -227,10 +230,10 @@ def tables(results: Results) -> Found:
                       for by_seed in per_seed]
             for name, reduce in STATISTICS.items():
                 out.setdefault(('measured', metric, name), {})[label] = [
-                    reduce(v) for v in values]
+                    round(reduce(v), DIGITS) for v in values]
             for i, seed in enumerate(seeds):
                 out.setdefault(('measured', metric, f'seed={seed}'), {})[
-                    label] = [v[i] for v in values]
+                    label] = [round(v[i], DIGITS) for v in values]
     out[('paper', 'accuracy', 'value')] = {
         label: list(PAPER[label]) for label in results if label in PAPER}
     return out
@@ -307,7 +310,7 @@ def write_csv(path: str, found: Found) -> None:
         for key, values in found.items():
             for label, row in values.items():
                 writer.writerow([*key, label, *[
-                    '' if v is None else f'{v:.4f}' for v in row]])
+                    '' if v is None else f'{v:.{DIGITS}f}' for v in row]])
 
 
 def read_csv(path: str) -> Found:

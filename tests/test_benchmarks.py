@@ -4,6 +4,7 @@ The figures are not checked against goals here (that is what running the
 benchmarks by hand is for), only that they are measured and saved.
 """
 import importlib.util
+import itertools
 import json
 import re
 
@@ -91,11 +92,54 @@ def test_profile_lists_the_costliest_kernels_of_a_step(capsys):
         r'([\d.]+) (?:steps|us/step|kernels/step)', summary))
     assert steps == 100 and wall > 0 and busy > 0
     assert kernels > 100  # codelab's step: hundreds of small kernels
-    rows = [line.split(' | ') for line in out.splitlines()
-            if line.startswith('| ') and not line.startswith('| kernel')]
+    lines = out.splitlines()
+    first = lines.index('| kernel | us/step | share of busy | runs/step |') + 2
+    rows = [line.split(' | ') for line in itertools.takewhile(
+        lambda line: line.startswith('| '), lines[first:])]
     times = [float(row[1]) for row in rows]
     assert len(rows) == 3 and times == sorted(times, reverse=True)
     assert all(t > 0 for t in times) and sum(times) < busy
+
+
+def test_profile_counts_a_product_as_often_as_its_loop_runs_it():
+    """XLA's cost analysis counts a loop body once; product_flops multiplies
+    it by the trip count."""
+    import jax
+    import jax.numpy as jnp
+    x = jnp.ones((64, 48), jnp.float32)
+    w = jnp.ones((48, 48), jnp.float32)
+
+    def f(x, w):
+        return jax.lax.fori_loop(0, 3, lambda i, y: jnp.tanh(y @ w), x)
+
+    hlo = jax.jit(f).lower(x, w).compile().as_text()
+    assert profile_step.product_flops(hlo) == 3 * 2 * 64 * 48 * 48
+
+
+def test_profile_at_a_length_splits_the_time_of_reformers_step(tmp_path,
+                                                                capsys):
+    result = _run(profile_step.main, tmp_path, '--lengths=128', '--calls=1',
+                  '--top=2')
+    (row,) = result['results']
+    assert row['label'] == 'ReformerLM at 128' and row['steps'] == 2
+    assert row['step_gflop'] > 0 and 0 < row['share_of_matmul_rate'] < 1
+    for axis in ('kind', 'layer', 'pass'):
+        assert abs(sum(row['shares'][axis].values()) - 1) < 1e-9, axis
+    # LSH sorts; trax's attention recomputes its forward in its backward.
+    assert row['shares']['kind']['sorts'] > 0
+    assert row['shares']['layer']['attention'] > 0.3
+    assert row['shares']['pass']['recomputed forward'] > 0
+    assert 0 <= row['host_share'] < 1
+    out = capsys.readouterr().out
+    assert '| ReformerLM at 128 |' in out and 'by pass: forward' in out
+
+
+def test_profile_takes_lengths_or_a_gin_file_not_both(capsys):
+    assert profile_step.main(['prog', '--lengths=128',
+                              '--gin_file=codelab.gin']) == 2
+    assert 'not both' in capsys.readouterr().err
+    assert profile_step.main(['prog', '--lengths=7']) == 2
+    assert 'even ints' in capsys.readouterr().err
 
 
 def test_profile_refuses_a_missing_or_unknown_experiment(capsys):

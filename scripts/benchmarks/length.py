@@ -480,7 +480,7 @@ def plot(rows: Sequence[dict], limit_gb: float, title: str,
 
 # ------------------------------------------------------------ command -----
 
-def _parse_lengths(values: Sequence[str]) -> list[int]:
+def parse_lengths(values: Sequence[str]) -> list[int]:
     try:
         lengths = [int(v) for v in values]
     except ValueError:
@@ -533,7 +533,7 @@ def command_line() -> str:
 
 
 def _command(args: list[str]) -> int:
-    lengths = _parse_lengths(FLAGS.lengths)
+    lengths = parse_lengths(FLAGS.lengths)
     unknown = [k for k in FLAGS.models if k not in MODELS]
     if unknown or not FLAGS.models:
         raise ConfigError(f'--models: unknown {", ".join(unknown) or "(none)"}'

@@ -28,8 +28,8 @@ from absl import flags
 
 from experiments import cli
 from experiments.errors import ConfigError
-from scripts.benchmarks import (decode, length, settings, solve, startup,
-                                train)
+from scripts.benchmarks import (decode, length, profile_step, settings, solve,
+                                startup, train)
 from scripts.paper import table2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -98,6 +98,11 @@ def length_table(data: dict) -> str:
     return (length.describe(settings) + ':\n\n'
             + length.format_table(data['rows']) + '\n\n'
             + length.format_longest(data['longest']))
+
+
+def profile_table(data: dict) -> str:
+    return profile_step.summary_table(data['results'],
+                                      data['matmul_flops_per_s'])
 
 
 def decode_table(data: dict) -> str:
@@ -181,6 +186,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     'startup.json': startup_table,
     'solve.json': solve_table,
     'length.json': length_table,
+    'profile_length.json': profile_table,
 }
 
 

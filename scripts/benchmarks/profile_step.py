@@ -379,7 +379,7 @@ def layer_scopes() -> Iterator[None]:
     """Traces every trax layer's call inside a named scope of its name, so
     the HLO's op_names say which layer each instruction belongs to."""
     import jax
-    import trax.layers as tl
+    from models.trax_bridge import tl
     pure_fn = tl.Layer.pure_fn
 
     def scoped(self, *args, **kwargs):

@@ -186,6 +186,8 @@ TABLES: dict[str, Callable[[dict], str]] = {
     'startup.json': startup_table,
     'solve.json': solve_table,
     'length.json': length_table,
+    'length_long.json': length_table,
+    'length_2m.json': length_table,
     'profile_length.json': profile_table,
 }
 
